@@ -1,0 +1,24 @@
+"""frossl-hub: get, retrain and serve FroSSL-pretrained ResNet18 backbones.
+
+Importing the package registers the timm architectures ``frossl_resnet18`` and
+``frossl_resnet18_cifar`` (and their pretrained tags); nothing else runs at import.
+"""
+from . import models as _models  # noqa: F401  (registers the timm architectures)
+from .catalog import CATALOG, get_entry, list_models
+from .loss import FroSSLLoss, frossl_loss
+from .models import Projector, create_backbone
+from .specs import DATASET_SPECS, get_dataset_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CATALOG",
+    "DATASET_SPECS",
+    "FroSSLLoss",
+    "Projector",
+    "create_backbone",
+    "frossl_loss",
+    "get_dataset_spec",
+    "get_entry",
+    "list_models",
+]

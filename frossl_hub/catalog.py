@@ -1,0 +1,143 @@
+"""The catalog of FroSSL ResNet18 weights: one entry per model, plain data.
+
+Adding trained weights is a one-line diff: set ``sha256``, ``metrics`` and ``status``
+in the model's entry (``python -m train.publish`` prints the line to paste).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .specs import DatasetSpec, get_dataset_spec
+
+__all__ = [
+    "CatalogEntry",
+    "CATALOG",
+    "HF_ORG",
+    "BUNDLED_DIR",
+    "list_models",
+    "get_entry",
+    "clean_name",
+]
+
+HF_ORG = "frossl-hub"  # Hugging Face organisation the models are published under
+WEIGHTS_NAME = "model.safetensors"  # as timm's HF_SAFE_WEIGHTS_NAME
+BUNDLED_DIR = Path(__file__).parent / "bundled"  # models shipped inside the package
+SMALL_STEM_ARCH = "frossl_resnet18_cifar"  # 3x3 stride-1 stem, no max-pool (28-32 px)
+STANDARD_STEM_ARCH = "frossl_resnet18"  # timm's resnet18 stem (7x7 stride 2 + max-pool)
+
+PUBLISHED = "published"
+NOT_TRAINED = "not yet trained"
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One pretrained model: where its weights live, how to feed it, how good it is."""
+
+    # identity
+    name: str  # frossl-resnet18-<dataset>
+    dataset: str  # key into specs.DATASET_SPECS
+    architecture: str  # timm architecture registered by frossl_hub.models
+    # weight source
+    hf_hub_id: str
+    filename: str = WEIGHTS_NAME
+    sha256: Optional[str] = None  # of `filename`; None until trained
+    bundled: bool = False  # shipped in frossl_hub/bundled/<name>/
+    status: str = NOT_TRAINED
+    # measured results, copied from the model card (checked against it by the tests)
+    metrics: Dict[str, float] = field(default_factory=dict)
+    notes: str = ""
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return get_dataset_spec(self.dataset)
+
+    @property
+    def tag(self) -> str:
+        """timm pretrained tag: `<arch>.<tag>`, snake case like timm's tags."""
+        return self.dataset.replace("-", "_")
+
+    @property
+    def timm_name(self) -> str:
+        return f"{self.architecture}.{self.tag}"
+
+    @property
+    def has_weights(self) -> bool:
+        return self.status == PUBLISHED and self.sha256 is not None
+
+    @property
+    def bundled_path(self) -> Path:
+        return BUNDLED_DIR / self.name
+
+    def to_dict(self) -> Dict[str, Any]:
+        out = asdict(self)
+        out.update(timm_name=self.timm_name, num_classes=self.spec.num_classes,
+                   input_size=[self.spec.in_chans, self.spec.image_size, self.spec.image_size])
+        return out
+
+
+def _entry(dataset: str, small_stem: Optional[bool] = None, **kwargs: Any) -> CatalogEntry:
+    """Family defaults for one data set; keyword arguments override them."""
+    spec = get_dataset_spec(dataset)
+    small = spec.small_images if small_stem is None else small_stem
+    name = f"frossl-resnet18-{spec.name}"
+    defaults: Dict[str, Any] = dict(
+        name=name,
+        dataset=spec.name,
+        architecture=SMALL_STEM_ARCH if small else STANDARD_STEM_ARCH,
+        hf_hub_id=f"{HF_ORG}/{name}",
+    )
+    defaults.update(kwargs)
+    return CatalogEntry(**defaults)
+
+
+CATALOG: Dict[str, CatalogEntry] = {
+    e.name: e
+    for e in (
+        _entry("cifar10"),
+        _entry("cifar100"),
+        _entry("stl10"),
+        _entry("tiny-imagenet"),
+        _entry("imagenet100"),
+        _entry("imagenet"),
+        _entry("fashion-mnist"),
+    )
+}
+
+
+def clean_name(name: str) -> str:
+    """Normalise user input: lower case, `_` to `-`, optional `frossl-resnet18-` prefix."""
+    key = name.strip().lower().replace("_", "-")
+    if key in CATALOG:
+        return key
+    try:
+        return f"frossl-resnet18-{get_dataset_spec(key).name}"
+    except ValueError:
+        return key
+
+
+def get_entry(name: str) -> CatalogEntry:
+    """Catalog entry by model name; a RuntimeError lists the available names."""
+    key = clean_name(name)
+    if key not in CATALOG:
+        raise RuntimeError(
+            f"Unknown FroSSL model {name!r}. Available: {', '.join(sorted(CATALOG))}."
+        )
+    return CATALOG[key]
+
+
+def list_models(pattern: Optional[str] = None, pretrained: bool = False) -> List[str]:
+    """Model names matching a wildcard pattern, like `timm.list_models`.
+
+    Args:
+        pattern: shell-style wildcard (`*cifar*`); None lists all.
+        pretrained: only models whose weights are published.
+    """
+    names = sorted(CATALOG)
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern.lower())]
+    if pretrained:
+        names = [n for n in names if CATALOG[n].has_weights]
+    return names

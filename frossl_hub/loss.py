@@ -1,0 +1,150 @@
+"""The FroSSL objective: Frobenius-norm regulariser plus multi-view invariance."""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "frossl_loss",
+    "FroSSLLoss",
+    "normalize_columns",
+    "frobenius_regularizer",
+    "invariance_loss",
+]
+
+COLUMN_NORM_EPS = 1e-12  # clamp for a column's L2 norm over the batch, as F.normalize
+
+
+def normalize_columns(z: Tensor, center: bool = False) -> Tensor:
+    """Divide each of the D columns of an N×D batch by its L2 norm over the batch.
+
+    With ``center=True`` the per-feature batch mean is removed first (the original
+    two-view form of the paper).
+    """
+    if center:
+        z = z - z.mean(dim=0, keepdim=True)
+    return F.normalize(z, p=2, dim=0, eps=COLUMN_NORM_EPS)
+
+
+def frobenius_regularizer(u: Tensor) -> Tensor:
+    """``2·log ||C/tr C||_F`` of a column-normalised N×D batch ``u``.
+
+    C is UᵀU (D×D) when N > D, else UUᵀ (N×N): both share their non-zero
+    eigenvalues, so the cheaper one is used. The trace is taken on-device and
+    detached (it equals D for unit columns), so nothing syncs with the host.
+    """
+    n, d = u.shape
+    cov = u.T @ u if n > d else u @ u.T
+    cov = cov / torch.trace(cov).detach()
+    return 2.0 * torch.log(torch.linalg.matrix_norm(cov, ord="fro"))
+
+
+def invariance_loss(u: Tensor, mean_view: Tensor, num_views: int) -> Tensor:
+    """``V·D·mean((U_v − Ū)²)``: pulls one view towards the mean of all views."""
+    return num_views * u.shape[1] * F.mse_loss(u, mean_view)
+
+
+def _check_views(views: Sequence[Tensor]) -> None:
+    if not isinstance(views, (list, tuple)) or len(views) < 2:
+        count = len(views) if isinstance(views, (list, tuple)) else type(views).__name__
+        raise ValueError(f"FroSSL needs a list of at least 2 views, got {count}.")
+    shapes = [tuple(v.shape) for v in views]
+    for shape in shapes:
+        if len(shape) != 2:
+            raise ValueError(f"each view must be 2-D (batch_size, dim), got shapes {shapes}.")
+    if len(set(shapes)) != 1:
+        raise ValueError(f"all views must have the same shape, got {shapes}.")
+    if shapes[0][0] < 2:
+        raise ValueError(f"FroSSL needs a batch size of at least 2, got {shapes[0][0]}.")
+
+
+def frossl_loss(
+    views: Sequence[Tensor],
+    invariance_weight: float = 1.0,
+    center: bool = False,
+    return_parts: bool = False,
+) -> Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]:
+    """FroSSL loss of V ≥ 2 views, each (batch_size, dim), summed over views.
+
+    Computed in float32 (float64 for float64 inputs) whatever the input dtype or
+    autocast state.
+
+    Args:
+        views: V tensors of shape (N, D), projector outputs of the same N images.
+        invariance_weight: weight w of the invariance term.
+        center: subtract the per-feature batch mean before normalising.
+        return_parts: also return detached per-view ``regularizer``,
+            ``invariance`` and ``effective_rank`` (each a tensor of shape (V,)).
+
+    Raises:
+        ValueError: for fewer than 2 views, non-2-D or mismatched shapes,
+            a batch of one, or non-finite inputs.
+    """
+    _check_views(views)
+    dtype = torch.promote_types(views[0].dtype, torch.float32)  # fp32 at least; fp64 stays
+    stacked = torch.stack([v.to(dtype) for v in views])  # (V, N, D)
+    if not torch.isfinite(stacked).all():  # checked before autocast so it costs one reduction
+        raise ValueError("FroSSL views contain NaN or Inf values.")
+    with torch.autocast(device_type=stacked.device.type, enabled=False):
+        num_views = stacked.shape[0]
+        normalized: List[Tensor] = [normalize_columns(z, center) for z in stacked.unbind(0)]
+        mean_view = torch.stack(normalized).mean(dim=0)
+        regs = torch.stack([frobenius_regularizer(u) for u in normalized])
+        invs = torch.stack([invariance_loss(u, mean_view, num_views) for u in normalized])
+        loss = regs.sum() + invariance_weight * invs.sum()
+    if not return_parts:
+        return loss
+    parts = {
+        "regularizer": regs.detach(),
+        "invariance": invs.detach(),
+        "effective_rank": torch.exp(-regs.detach()),
+    }
+    return loss, parts
+
+
+class FroSSLLoss(nn.Module):
+    """Implementation of the FroSSL loss [0].
+
+    Each view's embeddings are column-normalised over the batch. The regulariser
+    ``log ||C/tr C||_F²`` of each view's covariance (or Gram) matrix spreads its
+    eigenvalues, which prevents collapse; the invariance term pulls every view
+    to the mean of the views. The loss is summed, not averaged, over views.
+
+    - [0] FroSSL: Frobenius Norm Minimization for Self-Supervised Learning, 2023,
+      https://arxiv.org/abs/2310.02903
+
+    Attributes:
+        invariance_weight: weight w of the invariance term.
+        center: subtract the batch mean first (the original two-view form).
+
+    Raises:
+        ValueError: if ``invariance_weight`` is negative or not finite.
+
+    Examples:
+        >>> import torch
+        >>> loss_fn = FroSSLLoss(invariance_weight=1.0)
+        >>> z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
+        >>> loss = loss_fn([z1, z2])
+        >>> loss.shape
+        torch.Size([])
+    """
+
+    def __init__(self, invariance_weight: float = 1.0, center: bool = False) -> None:
+        super().__init__()
+        if not math.isfinite(invariance_weight) or invariance_weight < 0:
+            raise ValueError(
+                f"invariance_weight must be a finite number >= 0, got {invariance_weight}."
+            )
+        self.invariance_weight = invariance_weight
+        self.center = center
+
+    def forward(self, views: Sequence[Tensor], return_parts: bool = False):
+        """Loss of V views, each of shape (batch_size, dim)."""
+        return frossl_loss(views, self.invariance_weight, self.center, return_parts)
+
+    def extra_repr(self) -> str:
+        return f"invariance_weight={self.invariance_weight}, center={self.center}"

@@ -1,0 +1,126 @@
+"""timm ResNet18 backbones for FroSSL and the projector head.
+
+Importing this module registers two timm architectures:
+
+- ``frossl_resnet18``: timm's ``resnet18`` (7x7 stride-2 stem + max-pool), for 64-224 px data.
+- ``frossl_resnet18_cifar``: a 3x3 stride-1 ``conv1`` and no max-pool, for 28-32 px data.
+
+Both keep timm's state-dict keys (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``fc``), and
+each catalog entry becomes a pretrained tag (``frossl_resnet18_cifar.cifar10``), so
+``timm.create_model("frossl_resnet18_cifar.cifar10", pretrained=True)`` works.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.resnet import BasicBlock, ResNet
+from torch import nn
+
+from .catalog import CATALOG, SMALL_STEM_ARCH, STANDARD_STEM_ARCH, CatalogEntry
+from .specs import DatasetSpec, get_dataset_spec
+
+__all__ = ["SmallImageResNet", "Projector", "create_backbone", "pretrained_cfg_for"]
+
+PROJECTOR_DIMS = (2048, 2048, 1024)  # the paper's 512 -> 2048 -> 2048 -> 1024
+EMBED_DIM = 512  # ResNet18's pooled feature width
+
+
+class SmallImageResNet(ResNet):
+    """timm ResNet with the CIFAR stem: 3x3 stride-1 ``conv1``, no max-pool."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conv1 = nn.Conv2d(self.in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        self.maxpool = nn.Identity()
+        for info in self.feature_info:  # the stem no longer downsamples by 4
+            info["reduction"] = max(1, info["reduction"] // (2 if info["module"] == "act1" else 4))
+
+
+def pretrained_cfg_for(spec: DatasetSpec, **overrides: Any) -> Dict[str, Any]:
+    """timm pretrained cfg describing a model trained on ``spec``'s data."""
+    size = spec.image_size
+    cfg: Dict[str, Any] = dict(
+        url="",
+        num_classes=spec.num_classes,
+        input_size=(spec.in_chans, size, size),
+        pool_size=(size // 8, size // 8) if spec.small_images else (max(1, size // 32),) * 2,
+        crop_pct=1.0 if size <= 96 else 0.875,
+        interpolation="bicubic" if size <= 96 else "bilinear",
+        mean=spec.mean,
+        std=spec.std,
+        first_conv="conv1",
+        classifier="fc",
+        license="apache-2.0",
+        label_names=list(spec.label_names) if spec.label_names else None,
+        paper_ids="arXiv:2310.02903",
+        paper_name="FroSSL: Frobenius Norm Minimization for Self-Supervised Learning",
+        origin_url="https://github.com/OFSkean/FroSSL",
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def _catalog_cfg(entry: CatalogEntry) -> Dict[str, Any]:
+    source: Dict[str, Any] = dict(hf_hub_id=entry.hf_hub_id)
+    if entry.bundled:
+        source = dict(file=str(entry.bundled_path / entry.filename))
+    elif not entry.has_weights:
+        source = dict(hf_hub_id=None)  # nothing to load until the model is trained
+    return pretrained_cfg_for(entry.spec, **source)
+
+
+def _default_cfgs() -> Dict[str, Any]:
+    cfgs: Dict[str, Dict[str, Any]] = {
+        # untagged defaults: random init with the input spec of the paper's data
+        SMALL_STEM_ARCH: pretrained_cfg_for(get_dataset_spec("cifar10")),
+        STANDARD_STEM_ARCH: pretrained_cfg_for(get_dataset_spec("imagenet")),
+    }
+    for entry in CATALOG.values():
+        cfgs[entry.timm_name] = _catalog_cfg(entry)
+    return generate_default_cfgs(cfgs)
+
+
+default_cfgs = _default_cfgs()  # read by timm's @register_model
+
+
+def _create(variant: str, model_cls: type, pretrained: bool, **kwargs: Any) -> ResNet:
+    model_args = dict(block=BasicBlock, layers=(2, 2, 2, 2))
+    return build_model_with_cfg(model_cls, variant, pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def frossl_resnet18_cifar(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet18 with the small-image stem (3x3 stride-1 conv1, no max-pool)."""
+    return _create("frossl_resnet18_cifar", SmallImageResNet, pretrained, **kwargs)
+
+
+@register_model
+def frossl_resnet18(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet18 with timm's standard stem, carrying FroSSL pretrained tags."""
+    return _create("frossl_resnet18", ResNet, pretrained, **kwargs)
+
+
+def create_backbone(architecture: str, in_chans: int = 3, num_classes: int = 0, **kwargs: Any) -> ResNet:
+    """Random-init backbone by timm name (``num_classes=0``: pooled 512-d features)."""
+    import timm
+
+    return timm.create_model(architecture, pretrained=False, in_chans=in_chans,
+                             num_classes=num_classes, **kwargs)
+
+
+class Projector(nn.Sequential):
+    """MLP projector: (Linear, BN, ReLU) for each hidden layer, then a plain Linear."""
+
+    def __init__(self, in_dim: int = EMBED_DIM, dims: Sequence[int] = PROJECTOR_DIMS) -> None:
+        if not dims or any(int(d) < 1 for d in dims):
+            raise ValueError(f"projector dims must be positive integers, got {list(dims)}")
+        layers = []
+        prev = in_dim
+        for hidden in dims[:-1]:
+            layers += [nn.Linear(prev, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+            prev = hidden
+        layers.append(nn.Linear(prev, dims[-1]))
+        super().__init__(*layers)
+        self.out_dim = int(dims[-1])
