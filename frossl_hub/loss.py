@@ -67,6 +67,7 @@ def frossl_loss(
     invariance_weight: float = 1.0,
     center: bool = False,
     return_parts: bool = False,
+    check_finite: bool = True,
 ) -> Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]:
     """FroSSL loss of V ≥ 2 views, each (batch_size, dim), summed over views.
 
@@ -79,6 +80,8 @@ def frossl_loss(
         center: subtract the per-feature batch mean before normalising.
         return_parts: also return detached per-view ``regularizer``,
             ``invariance`` and ``effective_rank`` (each a tensor of shape (V,)).
+        check_finite: raise on NaN/Inf inputs. The check reads a value on the host, so
+            training loops on a GPU turn it off and check the logged loss instead.
 
     Raises:
         ValueError: for fewer than 2 views, non-2-D or mismatched shapes,
@@ -87,7 +90,7 @@ def frossl_loss(
     _check_views(views)
     dtype = torch.promote_types(views[0].dtype, torch.float32)  # fp32 at least; fp64 stays
     stacked = torch.stack([v.to(dtype) for v in views])  # (V, N, D)
-    if not torch.isfinite(stacked).all():  # checked before autocast so it costs one reduction
+    if check_finite and not torch.isfinite(stacked).all():
         raise ValueError("FroSSL views contain NaN or Inf values.")
     with torch.autocast(device_type=stacked.device.type, enabled=False):
         num_views = stacked.shape[0]
@@ -133,7 +136,8 @@ class FroSSLLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, invariance_weight: float = 1.0, center: bool = False) -> None:
+    def __init__(self, invariance_weight: float = 1.0, center: bool = False,
+                 check_finite: bool = True) -> None:
         super().__init__()
         if not math.isfinite(invariance_weight) or invariance_weight < 0:
             raise ValueError(
@@ -141,10 +145,12 @@ class FroSSLLoss(nn.Module):
             )
         self.invariance_weight = invariance_weight
         self.center = center
+        self.check_finite = check_finite
 
     def forward(self, views: Sequence[Tensor], return_parts: bool = False):
         """Loss of V views, each of shape (batch_size, dim)."""
-        return frossl_loss(views, self.invariance_weight, self.center, return_parts)
+        return frossl_loss(views, self.invariance_weight, self.center, return_parts,
+                           self.check_finite)
 
     def extra_repr(self) -> str:
         return f"invariance_weight={self.invariance_weight}, center={self.center}"
