@@ -1,0 +1,145 @@
+"""`python -m frossl_hub`: list, info, verify, embed, convert."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .catalog import CATALOG, list_models
+
+    names = list_models(args.pattern, pretrained=args.pretrained)
+    width = max((len(n) for n in names), default=10)
+    for name in names:
+        entry = CATALOG[name]
+        top1 = entry.metrics.get("linear_top1")
+        score = f"linear top-1 {100 * top1:.2f}%" if top1 is not None else ""
+        print(f"{name:<{width}}  {entry.timm_name:<40}  {entry.status:<16}  {score}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .catalog import get_entry
+    from .hub import ModelNotFoundError, read_sums, resolve
+
+    info = {}
+    try:
+        entry = get_entry(args.name)
+        info.update(entry.to_dict())
+    except RuntimeError:
+        entry = None
+    try:
+        resolved = resolve(args.name, check=False)
+        info["found_at"] = str(resolved.folder)
+        info["source"] = resolved.source
+        info["files"] = sorted(read_sums(resolved.folder)) or sorted(p.name for p in resolved.folder.iterdir())
+        frossl = resolved.config.get("frossl", {})
+        if frossl.get("metrics"):
+            info["card_metrics"] = frossl["metrics"]
+        card = resolved.folder / "README.md"
+        if card.is_file():
+            title = next((line[2:].strip() for line in card.read_text().splitlines() if line.startswith("# ")), "")
+            info["card"] = f"{card} ({title})"
+    except (ModelNotFoundError, ValueError) as exc:
+        if entry is None:
+            raise
+        info["found_at"] = None
+        info["how_to_get"] = str(exc).split("To get it: ", 1)[-1]
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .hub import verify
+
+    for name, digest in verify(args.name).items():
+        print(f"OK  {digest}  {name}")
+    return 0
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    import torch
+
+    from .embed_folder import embed_folder, index_path, init_from_env
+    from .hub import load
+
+    rank, world = init_from_env()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and world > 1:
+        device = f"cuda:{rank % max(1, torch.cuda.device_count())}"
+    model = load(args.model, num_classes=0, device=device)
+    rows, skipped = embed_folder(model, Path(args.image_dir), Path(args.out), args.batch_size, args.workers,
+                                 args.normalize, rank, world, progress=not args.no_progress)
+    for path, reason in skipped:
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    if rank == 0:
+        print(f"wrote {args.out} and {index_path(Path(args.out))}"
+              + (f" ({len(skipped)} unreadable files skipped on rank 0)" if skipped else ""))
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoint
+
+    out = convert_checkpoint(args.checkpoint, args.source, args.out, args.dataset, args.arch, args.dtype,
+                             args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m frossl_hub",
+                                     description="FroSSL ResNet18 models: list, inspect, verify, embed, convert.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="catalog models")
+    p.add_argument("pattern", nargs="?", default=None, help="wildcard, e.g. '*cifar*'")
+    p.add_argument("--pretrained", action="store_true", help="only models with published weights")
+    p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("info", help="card summary, metrics, files and status of a model")
+    p.add_argument("name", help="catalog name or folder")
+    p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("verify", help="check a model's checksums")
+    p.add_argument("name", help="catalog name or folder")
+    p.set_defaults(func=_cmd_verify)
+    p = sub.add_parser("embed", help="embed a folder of images to an N×512 .npy")
+    p.add_argument("image_dir", help="folder searched recursively for images")
+    p.add_argument("--model", default="frossl-resnet18-cifar10")
+    p.add_argument("--out", default="embeddings.npy")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--device", default=None)
+    p.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_embed)
+    p = sub.add_parser("convert", help="solo-learn / official / torchvision checkpoint -> published folder")
+    p.add_argument("checkpoint")
+    p.add_argument("--from", dest="source", required=True, choices=["solo-learn", "official", "torchvision"])
+    p.add_argument("--dataset", required=True, help="data set the weights belong to (input spec, labels)")
+    p.add_argument("--arch", default=None, help="frossl_resnet18 or frossl_resnet18_cifar (default: from conv1)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_convert)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .convert import ConversionError
+    from .hub import ChecksumError, ModelNotFoundError
+
+    try:
+        return args.func(args)
+    except (ModelNotFoundError, ChecksumError, ConversionError, FileNotFoundError, FileExistsError,
+            RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Embed a folder of images to an N×512 float32 array, sharded across torchrun ranks."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ._io import atomic_write
+from .inference import get_transform, open_image
+
+__all__ = ["IMAGE_SUFFIXES", "list_images", "embed_folder", "index_path"]
+
+_logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def list_images(folder: Path) -> List[Path]:
+    """Image files below ``folder``, recursively, in a stable sorted order."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of images")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def index_path(out: Path) -> Path:
+    """The paths index written beside an embeddings file: NAME.paths.txt."""
+    return out.with_name(out.name[: -len(out.suffix)] + ".paths.txt" if out.suffix else out.name + ".paths.txt")
+
+
+class _Images(torch.utils.data.Dataset):
+    """Decodes and preprocesses one file; a bad file yields None instead of raising."""
+
+    def __init__(self, files: Sequence[Path], transform: Callable) -> None:
+        self.files = list(files)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Tuple[int, Optional[torch.Tensor], str]:
+        try:
+            return i, self.transform(open_image(self.files[i])), ""
+        except Exception as exc:  # unreadable image: reported, never fatal
+            return i, None, f"{type(exc).__name__}: {exc}"
+
+
+def _collate(items):
+    return items
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
+            np.save(f, array)
+
+    atomic_write(path, write)
+
+
+def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: int = 256,
+                 workers: int = 4, normalize: bool = False, rank: int = 0, world: int = 1,
+                 progress: bool = True) -> Tuple[int, List[Tuple[str, str]]]:
+    """Embed every image below ``folder`` into ``out`` (.npy) plus ``index_path(out)``.
+
+    With ``world > 1`` each rank embeds files[rank::world] into a shard; rank 0 merges the
+    shards back into input order once all are written. Returns (rows written, skipped
+    files with reasons).
+    """
+    files = list_images(folder)
+    mine = files[rank::world]
+    transform = get_transform(model)
+    loader = torch.utils.data.DataLoader(_Images(mine, transform), batch_size=batch_size,
+                                         num_workers=workers, collate_fn=_collate)
+    param = next(model.parameters())
+    rows: List[np.ndarray] = []
+    kept: List[int] = []
+    skipped: List[Tuple[str, str]] = []
+    from tqdm.auto import tqdm
+
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=f"embed (rank {rank})" if world > 1 else "embed",
+                          disable=not progress, unit="batch"):
+            good = [(i, t) for i, t, err in batch if t is not None]
+            skipped += [(str(mine[i]), err) for i, t, err in batch if t is None]
+            if not good:
+                continue
+            x = torch.stack([t for _, t in good]).to(param.device, param.dtype)
+            f = model.forward_head(model.forward_features(x), pre_logits=True).float()
+            if normalize:
+                f = torch.nn.functional.normalize(f, dim=1)
+            rows.append(f.cpu().numpy())
+            kept += [i for i, _ in good]
+    emb = np.concatenate(rows) if rows else np.zeros((0, model.num_features), np.float32)
+    global_index = np.array([rank + world * i for i in kept], dtype=np.int64)
+    if world == 1:
+        _write_result(out, emb, [files[i] for i in global_index], folder)
+        return len(emb), skipped
+    shard = out.with_name(f"{out.name}.rank{rank}-of-{world}")
+    _save_npy(shard.with_suffix(".emb.npy"), emb)
+    _save_npy(shard.with_suffix(".idx.npy"), global_index)
+    _barrier()
+    if rank == 0:
+        parts = [out.with_name(f"{out.name}.rank{r}-of-{world}") for r in range(world)]
+        embs = [np.load(p.with_suffix(".emb.npy")) for p in parts]
+        idxs = [np.load(p.with_suffix(".idx.npy")) for p in parts]
+        all_idx = np.concatenate(idxs)
+        order = np.argsort(all_idx, kind="stable")
+        merged = np.concatenate(embs)[order]
+        _write_result(out, merged, [files[i] for i in all_idx[order]], folder)
+        for p in parts:
+            p.with_suffix(".emb.npy").unlink(missing_ok=True)
+            p.with_suffix(".idx.npy").unlink(missing_ok=True)
+    _barrier()
+    return len(emb), skipped
+
+
+def _write_result(out: Path, emb: np.ndarray, paths: Sequence[Path], folder: Path) -> None:
+    _save_npy(out, emb.astype(np.float32, copy=False))
+    text = "".join(f"{p.relative_to(folder).as_posix()}\n" for p in paths)
+    atomic_write(index_path(out), lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def init_from_env() -> Tuple[int, int]:
+    """(rank, world) from torchrun's environment, initialising gloo/nccl when world > 1."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return rank, world

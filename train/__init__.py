@@ -1,0 +1,1 @@
+"""Training code: on-device augmentations, recipes and the FroSSL trainer."""

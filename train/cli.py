@@ -1,0 +1,165 @@
+"""`python -m train`: pretrain → linear probe → publish, with every recipe field overridable."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from frossl_hub.objectives import get_objective, list_objectives
+from frossl_hub.specs import DATASET_SPECS, get_dataset_spec
+
+from .recipes import Recipe, get_recipe
+
+__all__ = ["main", "build_parser", "recipe_from_args"]
+
+# recipe fields the command line does not expose (derived or set elsewhere)
+_HIDDEN_FIELDS = {"dataset", "method"}
+
+
+def _field_type(f: dataclasses.Field) -> Any:
+    hints = typing.get_type_hints(Recipe)
+    return hints[f.name]
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recipe overrides (default: the paper's recipe for --dataset)")
+    for f in dataclasses.fields(Recipe):
+        if f.name in _HIDDEN_FIELDS:
+            continue
+        hint = _field_type(f)
+        origin = typing.get_origin(hint)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        flag = "--" + f.name.replace("_", "-")
+        if origin is tuple or (origin is typing.Union and args and typing.get_origin(args[0]) is tuple):
+            inner = typing.get_args(args[0] if origin is typing.Union else hint)[0]
+            group.add_argument(flag, type=inner, nargs="+", default=None, metavar="X")
+        elif hint is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            base = args[0] if origin is typing.Union else hint
+            group.add_argument(flag, type=base, default=None, metavar=base.__name__.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Pretrain a ResNet18 with FroSSL (or a baseline objective), evaluate it with a "
+                    "linear probe and publish it as a timm-loadable safetensors folder.",
+    )
+    parser.add_argument("--dataset", required=True, type=str.lower,
+                        choices=sorted(DATASET_SPECS), help="data set (its recipe is the default)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder holding the data set in its official layout "
+                             "(Fashion-MNIST default: /usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory")
+    parser.add_argument("--method", default="frossl", choices=list_objectives(),
+                        help="self-supervised objective; baselines use their solo-learn lr and wd "
+                             "unless --base-lr/--weight-decay are given")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many steps (the schedule still spans --epochs)")
+    parser.add_argument("--ckpt-every-min", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=8, help="DataLoader workers (ImageFolder sets)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where decoded-image caches go when the data folder is read-only")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-probe", action="store_true", help="skip the linear probe")
+    parser.add_argument("--no-publish", action="store_true", help="skip publishing")
+    parser.add_argument("--publish-dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    _add_recipe_options(parser)
+    return parser
+
+
+def recipe_from_args(args: argparse.Namespace) -> Recipe:
+    """The data set's recipe with the method's defaults and the command line's overrides."""
+    recipe = get_recipe(args.dataset).replace(method=args.method)
+    if args.method != "frossl":
+        objective = get_objective(args.method)
+        recipe = recipe.replace(base_lr=objective.base_lr, weight_decay=objective.weight_decay)
+    changes: Dict[str, Any] = {}
+    for f in dataclasses.fields(Recipe):
+        value = getattr(args, f.name, None)
+        if f.name not in _HIDDEN_FIELDS and value is not None:
+            changes[f.name] = tuple(value) if isinstance(value, list) else value
+    recipe = recipe.replace(**changes)
+    _validate(recipe)
+    return recipe
+
+
+def _validate(recipe: Recipe) -> None:
+    problems: List[str] = []
+    positive = ["batch_size", "epochs", "base_lr", "num_views", "crop_size", "knn_k", "log_every_steps",
+                "eval_every_epochs", "spectrum_every_epochs", "lars_eta"]
+    for name in positive:
+        if getattr(recipe, name) <= 0:
+            problems.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(recipe, name)}")
+    for name in ["weight_decay", "warmup_epochs", "invariance_weight", "momentum", "classifier_lr"]:
+        if getattr(recipe, name) < 0:
+            problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(recipe, name)}")
+    if recipe.num_views < 2:
+        problems.append(f"--num-views must be at least 2, got {recipe.num_views}")
+    if recipe.batch_size < 2:
+        problems.append(f"--batch-size must be at least 2, got {recipe.batch_size}")
+    lo, hi = recipe.crop_scale if len(recipe.crop_scale) == 2 else (-1, -1)
+    if not 0 < lo <= hi <= 1:
+        problems.append(f"--crop-scale needs two numbers 0 < min <= max <= 1, got {list(recipe.crop_scale)}")
+    for name in ["jitter_prob", "gray_prob", "flip_prob"]:
+        if not 0 <= getattr(recipe, name) <= 1:
+            problems.append(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(recipe, name)}")
+    for name in ["blur_prob", "solarize_prob"]:
+        if not all(0 <= p <= 1 for p in getattr(recipe, name)):
+            problems.append(f"--{name.replace('_', '-')} values must be in [0, 1], got {list(getattr(recipe, name))}")
+    if recipe.arch not in (None, "frossl_resnet18", "frossl_resnet18_cifar"):
+        problems.append(f"--arch must be frossl_resnet18 or frossl_resnet18_cifar, got {recipe.arch!r}")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+    from .trainer import RunOptions, TrainingError, train
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        recipe = recipe_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    opts = RunOptions(out=args.out, data_dir=args.data_dir, device=args.device,
+                      precision=args.precision, compile=args.compile, resume=args.resume,
+                      max_steps=args.max_steps, ckpt_every_min=args.ckpt_every_min,
+                      workers=args.workers, threads=args.threads, cache_dir=args.cache_dir,
+                      progress=not args.no_progress)
+    try:
+        train(recipe, opts)
+        if _is_main_process() and not args.no_probe:
+            from .linear import run_linear_probe
+
+            run_linear_probe(args.out, device=args.device, data_dir=args.data_dir,
+                             cache_dir=args.cache_dir)
+            if not args.no_publish:
+                from .publish import publish_run
+
+                folder = publish_run(args.out, dtype=args.publish_dtype, overwrite=True)
+                print(f"published {folder}")
+    except (DatasetError, TrainingError, CheckpointError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0

@@ -1,0 +1,114 @@
+"""`python -m train.plot RUN_DIR`: loss parts, accuracy curves and eigenvalue spectra as PNGs."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["read_metrics", "plot_run", "PLOT_NAMES", "main"]
+
+PLOT_NAMES = ("loss.png", "accuracy.png", "spectrum.png")  # what plot_run writes
+
+
+def read_metrics(run_dir: Path) -> Dict[str, List[Dict[str, Any]]]:
+    """metrics.jsonl grouped by kind (train, eval, spectrum)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl (is it a `python -m train` run?)")
+    out: Dict[str, List[Dict[str, Any]]] = {"train": [], "eval": [], "spectrum": []}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            out.setdefault(record.get("kind", "train"), []).append(record)
+    return out
+
+
+def _save(fig: Any, path: Path) -> Path:
+    from frossl_hub._io import atomic_write
+
+    atomic_write(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
+    return path
+
+
+def plot_run(run_dir: Path, out_dir: Optional[Path] = None, title: Optional[str] = None) -> List[Path]:
+    """Render the run's curves into ``out_dir`` (default RUN_DIR/plots); returns the files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = read_metrics(run_dir)
+    out_dir = Path(out_dir or Path(run_dir) / "plots")
+    title = title or Path(run_dir).name
+    written: List[Path] = []
+
+    train = metrics["train"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    steps = [r["step"] for r in train]
+    for ax, key, label in zip(axes, ("loss", "regularizer", "invariance"),
+                              ("total SSL loss", "regulariser 2·log‖C/trC‖_F (per view)", "invariance (per view)")):
+        ys = [r.get(key) for r in train]
+        if any(y is not None for y in ys):
+            ax.plot(steps, ys, lw=1.2)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}: training loss", fontsize=10)
+    written.append(_save(fig, out_dir / PLOT_NAMES[0]))
+    plt.close(fig)
+
+    evals = metrics["eval"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, xkey, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "train_time_s", "training minutes")):
+        xs = [r[xkey] / (60 if xkey == "train_time_s" else 1) for r in evals]
+        for key, label in (("online_top1", "online linear top-1"), ("knn_top1", "kNN top-1 (k=20)")):
+            ax.plot(xs, [100 * r[key] for r in evals], marker="o", ms=3, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: accuracy during pretraining", fontsize=10)
+    written.append(_save(fig, out_dir / PLOT_NAMES[1]))
+    plt.close(fig)
+
+    spectra = metrics["spectrum"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    cmap = plt.get_cmap("viridis")
+    for ax, key in zip(axes, ("backbone", "projector")):
+        for i, record in enumerate(spectra):
+            values = [max(v, 1e-12) for v in record.get(key, [])]
+            color = cmap(i / max(1, len(spectra) - 1))
+            ax.plot(range(1, len(values) + 1), values, color=color, lw=1,
+                    label=f"epoch {record['epoch']:.2f}" if i in (0, len(spectra) - 1) else None)
+        ax.set_yscale("log")
+        ax.set_xscale("log")
+        ax.set_xlabel("eigenvalue index")
+        ax.set_ylabel("normalised eigenvalue")
+        ax.set_title(f"{key} embedding covariance", fontsize=9)
+        ax.grid(alpha=0.3)
+        if spectra:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: eigenvalue spectrum over training", fontsize=10)
+    written.append(_save(fig, out_dir / PLOT_NAMES[2]))
+    plt.close(fig)
+    return written
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.plot", description=__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="folder for the PNGs (default RUN_DIR/plots)")
+    args = parser.parse_args(argv)
+    try:
+        for path in plot_run(args.run_dir, args.out):
+            print(path)
+    except (FileNotFoundError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
