@@ -1,0 +1,60 @@
+"""``python -m serve``: parse settings, check the models exist, run uvicorn.
+
+Exit codes: 0 after a clean shutdown, 2 for bad arguments or a model that cannot be found.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional, Sequence
+
+from .config import ConfigError, Settings, parse_settings
+
+PROG = "python -m serve"
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def check_models(settings: Settings) -> None:
+    """Find (and checksum) every model's files before starting, so a typo fails fast.
+
+    Raises:
+        ConfigError: naming the model and where it was looked for.
+    """
+    from frossl_hub import ChecksumError, ModelNotFoundError, resolve
+
+    for spec in settings.models:
+        try:
+            resolve(spec.source)
+        except (ModelNotFoundError, ChecksumError, ValueError, RuntimeError) as exc:
+            # RuntimeError: frossl_hub.catalog.get_entry's "Unknown FroSSL model" for a bad name
+            raise ConfigError(f"cannot serve model {spec.name!r}: {exc}") from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        settings = parse_settings(argv)
+        check_models(settings)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    import uvicorn
+
+    from .app import configure_logging, create_app
+
+    configure_logging(settings.log_level)
+    common = dict(host=settings.host, port=settings.port, log_level=settings.log_level,
+                  timeout_graceful_shutdown=10)
+    if settings.workers > 1:  # each worker rebuilds the settings from the environment
+        os.environ.update(settings.to_env())
+        uvicorn.run("serve.app:create_app_from_env", factory=True, workers=settings.workers,
+                    **common)
+    else:
+        uvicorn.run(create_app(settings), **common)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The FastAPI application: assembles settings, models, routers and error handlers."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import AsyncIterator, Mapping, Optional
+
+import torch
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from .config import Settings, describe, settings_from_env
+from .errors import install_exception_handlers
+from .metrics import ServiceMetrics
+from .middleware import RequestContextMiddleware
+from .registry import ModelRegistry, torch_threads_for
+from . import routers
+
+__all__ = ["create_app", "create_app_from_env"]
+
+_logger = logging.getLogger("serve")
+
+DESCRIPTION = """Embeddings and linear-probe predictions of FroSSL-pretrained ResNet18 models.
+
+Concurrent requests share forward passes (dynamic micro-batching). Send images as
+multipart `file` parts or as base64 strings in JSON. Every error is
+`{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(settings: Optional[Settings] = None,
+               models: Optional[Mapping[str, torch.nn.Module]] = None) -> FastAPI:
+    """Build the app. Models load in a background thread when it starts (GET /healthz is
+    503 until they are ready).
+
+    Args:
+        settings: service settings; default ``Settings()``.
+        models: already-loaded models by name, served instead of ``settings.models``.
+    """
+    from frossl_hub import __version__
+
+    settings = settings or Settings()
+    service_metrics = ServiceMetrics()
+    registry = ModelRegistry(settings, service_metrics, models)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        torch.set_num_threads(torch_threads_for(settings))
+        _logger.info("settings: %s", "; ".join(describe(settings)))
+        registry.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(registry.close)
+
+    app = FastAPI(title="frossl-hub", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.metrics = service_metrics
+    install_exception_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
+    for module in (routers.health, routers.models, routers.embeddings, routers.predictions,
+                   routers.metrics):
+        app.include_router(module.router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for uvicorn worker processes (``--workers N``): settings from FROSSL_SERVE_*."""
+    settings = settings_from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def configure_logging(level: str) -> None:
+    """Send the service's own log lines to stderr, at the uvicorn log level."""
+    logger = logging.getLogger("serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s serve: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.DEBUG if level == "trace" else level.upper())

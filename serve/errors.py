@@ -1,0 +1,183 @@
+"""Error types and their JSON form: ``{"error": {"code": ..., "message": ..., "request_id": ...}}``.
+
+Every error the service returns has that shape, whoever raised it: our own ``ApiError``,
+Starlette's ``HTTPException`` (unknown path, wrong method) and FastAPI's request
+validation. Unexpected exceptions become a 500 in ``serve.middleware``; no traceback
+ever reaches the client.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, Iterable, List, Mapping, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "ApiError",
+    "ERROR_RESPONSES",
+    "IMAGE_ERROR_RESPONSES",
+    "REQUEST_ID_HEADER",
+    "REQUEST_ID_SCOPE_KEY",
+    "error_response",
+    "install_exception_handlers",
+    "request_id_of",
+    "validation_details",
+    "validation_message",
+]
+
+_logger = logging.getLogger("serve")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_SCOPE_KEY = "frossl.request_id"  # set by serve.middleware for every request
+_STATUS_CODES = {  # status -> code for errors raised by Starlette / FastAPI themselves
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error to report to the client: HTTP status, a stable code, a message saying what to fix.
+
+    Args:
+        status_code: HTTP status.
+        code: machine-readable snake_case code (``corrupt_image``, ``model_not_found``...).
+        message: what is wrong and, where useful, what to do instead.
+        headers: extra response headers (``Retry-After``, ``WWW-Authenticate``).
+        details: per-field errors (``[{"loc": [...], "msg": ..., "type": ...}]``).
+    """
+
+    def __init__(self, status_code: int, code: str, message: str,
+                 headers: Optional[Mapping[str, str]] = None,
+                 details: Optional[List[Dict[str, Any]]] = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+        self.details = details
+
+    def __repr__(self) -> str:
+        return f"ApiError({self.status_code}, {self.code!r}, {self.message!r})"
+
+
+def request_id_of(scope_or_request: Any) -> Optional[str]:
+    """The request id that serve.middleware gave this request (None outside it)."""
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    return scope.get(REQUEST_ID_SCOPE_KEY) if isinstance(scope, dict) else None
+
+
+def error_response(status_code: int, code: str, message: str, request_id: Optional[str] = None,
+                   headers: Optional[Mapping[str, str]] = None,
+                   details: Optional[List[Dict[str, Any]]] = None) -> JSONResponse:
+    """The JSON error response every route returns."""
+    error: Dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    if request_id:
+        error["request_id"] = request_id
+    return JSONResponse({"error": error}, status_code=status_code, headers=dict(headers or {}))
+
+
+def validation_message(errors: Iterable[Mapping[str, Any]]) -> str:
+    """One readable line from pydantic errors: ``top_k: Input should be ...; images: ...``."""
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = ".".join(loc) or "request"
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "missing":
+            msg = "field required"
+        elif err.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts) or "invalid request"
+
+
+def validation_details(errors: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """JSON-safe subset of pydantic errors (location, message, type; never the input)."""
+    return [{"loc": [p if isinstance(p, (int, str)) else str(p) for p in err.get("loc", ())],
+             "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))} for err in errors]
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status_code, exc.code, exc.message, request_id_of(request),
+                          exc.headers, exc.details)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route {request.method} {request.url.path}; see /docs for the API."
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    return error_response(exc.status_code, code, message, request_id_of(request),
+                          getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    return error_response(422, "invalid_request", validation_message(errors),
+                          request_id_of(request), details=validation_details(errors))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # Safety net only: serve.middleware turns unexpected errors into a 500 before this.
+    request_id = request_id_of(request)
+    _logger.error("unhandled error in %s %s [request %s]", request.method, request.url.path,
+                  request_id, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error; quote the request id "
+                          "when reporting it.", request_id,
+                          {REQUEST_ID_HEADER: request_id} if request_id else None)
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    """Route every error type to the common JSON shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def _error_schema(description: str) -> Dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "properties": {"error": {
+                "type": "object",
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                               "request_id": {"type": "string"}},
+                "required": ["code", "message"],
+            }},
+            "required": ["error"],
+        }}},
+    }
+
+
+ERROR_RESPONSES: Dict[int, Dict[str, Any]] = {  # for routers' `responses=`: documents errors
+    401: _error_schema("Missing or wrong API key"),
+    503: _error_schema("Models still loading, or the batch queue is full (retry later)"),
+}
+IMAGE_ERROR_RESPONSES: Dict[int, Dict[str, Any]] = {
+    400: _error_schema("Malformed JSON or multipart body"),
+    404: _error_schema("Unknown model"),
+    413: _error_schema("Body, image count or image dimensions over the limits"),
+    415: _error_schema("Wrong content type, or a file that is not an image"),
+    422: _error_schema("Invalid field, base64, or a corrupt, empty or animated image"),
+}

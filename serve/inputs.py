@@ -1,0 +1,176 @@
+"""Read an image request within the limits: JSON with base64 images, or multipart ``file`` parts.
+
+The body size is enforced while it is read: a Content-Length over ``max_bytes`` is refused
+before a byte is read, and a streamed (chunked) body is cut off as soon as it passes the
+limit. The image count is checked before any image is decoded.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Dict, List, Type
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from .config import Settings
+from .errors import ApiError, validation_details, validation_message
+
+__all__ = ["ImageRequest", "read_image_request"]
+
+FILE_FIELDS = ("file", "files")  # multipart part names that carry images
+MAX_FORM_FIELDS = 16  # non-file multipart fields (model, normalize, top_k)
+MAX_FIELD_BYTES = 64 * 1024  # size of one non-file multipart field
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+@dataclass
+class ImageRequest:
+    """A parsed image request: its option fields and the raw bytes of each image."""
+
+    options: Any  # EmbeddingOptions / PredictionOptions (or their JSON subclasses)
+    images: List[bytes]
+    labels: List[str]  # how errors name each image
+
+
+def _too_large(max_bytes: int, what: str) -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body {what} the limit of {max_bytes} "
+                    "bytes; send fewer or smaller images per request.")
+
+
+async def _limited_stream(request: Request, max_bytes: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_bytes:
+            raise _too_large(max_bytes, "exceeds")
+        yield chunk
+
+
+def _check_count(count: int, settings: Settings) -> None:
+    if count > settings.max_images:
+        raise ApiError(413, "too_many_images", f"{count} images in one request; the limit is "
+                       f"{settings.max_images}. Split them over several requests.")
+
+
+def _validate(model: Type[BaseModel], data: Dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        raise ApiError(422, "invalid_request", validation_message(errors),
+                       details=validation_details(errors)) from None
+
+
+def _b64decode(text: str, index: int) -> bytes:
+    if text.startswith("data:"):
+        header, sep, text = text.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise ApiError(422, "invalid_base64", f"images[{index}] is a data: URL without "
+                           "';base64,' data.")
+    text = "".join(text.split()).translate(_URLSAFE)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(422, "invalid_base64", f"images[{index}] is not valid base64: {exc}."
+                       ) from None
+
+
+def _parse_json(body: bytes, settings: Settings, json_model: Type[BaseModel]) -> ImageRequest:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "the JSON body must be an object like "
+                       '{"images": ["<base64>", ...]}.')
+    if isinstance(data.get("images"), list):
+        _check_count(len(data["images"]), settings)
+    parsed = _validate(json_model, data)
+    images = [_b64decode(text, i) for i, text in enumerate(parsed.images)]
+    options = parsed.model_copy(update={"images": []})
+    return ImageRequest(options, images, [f"images[{i}]" for i in range(len(images))])
+
+
+async def _read_json(request: Request, settings: Settings, json_model: Type[BaseModel]
+                     ) -> ImageRequest:
+    body = b"".join([chunk async for chunk in _limited_stream(request, settings.max_bytes)])
+    # megabytes of JSON and base64 take milliseconds to decode: keep them off the event loop
+    return await run_in_threadpool(_parse_json, body, settings, json_model)
+
+
+async def _read_multipart(request: Request, settings: Settings, options_model: Type[BaseModel]
+                          ) -> ImageRequest:
+    parser = MultiPartParser(request.headers, _limited_stream(request, settings.max_bytes),
+                             max_files=settings.max_images + 1, max_fields=MAX_FORM_FIELDS,
+                             max_part_size=MAX_FIELD_BYTES)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        if exc.message.startswith("Too many files"):
+            raise ApiError(413, "too_many_images", f"more than {settings.max_images} images in "
+                           "one request; split them over several requests.") from None
+        raise ApiError(400, "malformed_multipart", f"the multipart body is invalid: "
+                       f"{exc.message}") from None
+    try:
+        fields: Dict[str, str] = {}
+        uploads: List[UploadFile] = []
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name not in FILE_FIELDS:
+                    raise ApiError(422, "invalid_request", f"unexpected file part {name!r}; "
+                                   "send images as `file` parts.")
+                uploads.append(value)
+            elif name in FILE_FIELDS:
+                raise ApiError(422, "invalid_request", f"part {name!r} has no filename; send "
+                               "images as file uploads (curl -F file=@cat.png).")
+            elif name in fields:
+                raise ApiError(422, "invalid_request", f"form field {name!r} given twice.")
+            else:
+                fields[name] = value
+        options = _validate(options_model, fields)
+        if not uploads:
+            raise ApiError(422, "invalid_request", "no images: send one or more `file` parts "
+                           "(multipart/form-data).")
+        _check_count(len(uploads), settings)
+        images = [await upload.read() for upload in uploads]
+        labels = [f"image {i} ({u.filename!r})" if u.filename else f"image {i}"
+                  for i, u in enumerate(uploads)]
+        return ImageRequest(options, images, labels)
+    finally:
+        await form.close()
+
+
+async def read_image_request(request: Request, settings: Settings,
+                             json_model: Type[BaseModel], options_model: Type[BaseModel]
+                             ) -> ImageRequest:
+    """Parse an image request of either encoding, enforcing the body and image-count limits.
+
+    Raises:
+        ApiError: 415 content type, 413 size or count, 400 malformed body, 422 invalid fields.
+    """
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    is_json = media == "application/json" or (media.startswith("application/")
+                                              and media.endswith("+json"))
+    if not is_json and media != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type", f"content type {media or 'none'!r} is not "
+                       "accepted; send application/json with base64 images or "
+                       "multipart/form-data with `file` parts.")
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise ApiError(400, "bad_request", f"invalid Content-Length {length!r}.") from None
+        if declared > settings.max_bytes:
+            raise _too_large(settings.max_bytes, f"of {declared} bytes exceeds")
+    if is_json:
+        return await _read_json(request, settings, json_model)
+    return await _read_multipart(request, settings, options_model)
+

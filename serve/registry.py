@@ -1,0 +1,351 @@
+"""The models a service holds: loaded in a background thread, each behind its own micro-batcher."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import torch
+
+from .batcher import BatcherClosedError, MicroBatcher, QueueFullError
+from .config import ModelSpec, Settings
+from .errors import ApiError
+from .images import preprocess_images
+from .inputs import ImageRequest
+from .metrics import ServiceMetrics
+
+__all__ = [
+    "ModelHandle",
+    "ModelInfo",
+    "ModelRegistry",
+    "describe_model",
+    "preprocess_threads_for",
+    "resolve_device",
+    "torch_threads_for",
+]
+
+_logger = logging.getLogger("serve")
+
+LOADING, READY, FAILED = "loading", "ready", "failed"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What /v1/models says about a model."""
+
+    name: str
+    source: str
+    architecture: str
+    dataset: Optional[str]
+    embedding_dim: int
+    num_classes: int
+    label_names: Optional[List[str]]
+    input_size: List[int]
+    metrics: Dict[str, Any]
+    device: str
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _cores_per_worker(settings: Settings) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // settings.workers)
+
+
+def torch_threads_for(settings: Settings) -> int:
+    """Intra-op threads for the forward passes: the CPU cores this process may use / workers."""
+    return settings.torch_threads or _cores_per_worker(settings)
+
+
+def preprocess_threads_for(settings: Settings) -> int:
+    """Image decoding threads. About one per core: more would only starve the event loop
+    and the forward pass of CPU (decoding releases the GIL, so they all run at once)."""
+    return settings.preprocess_threads or max(2, _cores_per_worker(settings))
+
+
+def _read_folder_config(model: torch.nn.Module) -> Dict[str, Any]:
+    """The config.json next to the weights a model was loaded from ({} if none)."""
+    from frossl_hub.hub import CONFIG_NAME, load_config
+
+    weights = (getattr(model, "pretrained_cfg", None) or {}).get("file")
+    if not weights or not (Path(weights).parent / CONFIG_NAME).is_file():
+        return {}
+    try:
+        return load_config(Path(weights).parent)
+    except ValueError:
+        return {}
+
+
+def _catalog_entry(source: str) -> Any:
+    from frossl_hub.catalog import get_entry
+
+    if "/" in source or source.startswith("hf-hub:") or Path(source).expanduser().exists():
+        return None
+    try:
+        return get_entry(source)
+    except RuntimeError:
+        return None
+
+
+def describe_model(name: str, source: str, model: torch.nn.Module) -> ModelInfo:
+    """Card facts of a loaded model: catalog entry first, else the folder's config.json."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    config = _read_folder_config(model)
+    entry = _catalog_entry(source)
+    frossl = config.get("frossl") if isinstance(config.get("frossl"), dict) else {}
+    if entry is not None:
+        dataset, metrics = entry.dataset, dict(entry.metrics)
+    else:
+        dataset = frossl.get("dataset")
+        metrics = dict(frossl.get("metrics") or {})
+    num_classes = int(getattr(model, "num_classes", 0) or 0)
+    labels = cfg.get("label_names") or config.get("label_names")
+    labels = [str(x) for x in labels] if labels and len(labels) == num_classes else None
+    param = next(model.parameters())
+    return ModelInfo(
+        name=name,
+        source=source,
+        architecture=str(config.get("architecture") or cfg.get("architecture")
+                         or type(model).__name__),
+        dataset=dataset,
+        embedding_dim=int(getattr(model, "num_features", 0)),
+        num_classes=num_classes,
+        label_names=labels,
+        input_size=[int(x) for x in cfg.get("input_size", (3, 224, 224))],
+        metrics=metrics,
+        device=str(param.device),
+    )
+
+
+class ModelHandle:
+    """One served model: the network, its preprocessing, its batcher and its card facts."""
+
+    def __init__(self, name: str, source: str, model: torch.nn.Module, settings: Settings,
+                 metrics: ServiceMetrics, executor: ThreadPoolExecutor) -> None:
+        from frossl_hub import get_transform
+
+        self.name = name
+        self.model = model.eval()
+        self.info = describe_model(name, source, model)
+        self.transform: Callable[[Any], torch.Tensor] = get_transform(model)
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.has_head = self.info.num_classes > 0
+        self.executor = executor  # shared by the registry's models
+        self._decoding = 0  # images of admitted requests still being decoded
+        self.batcher = MicroBatcher(self.forward, name, settings.max_batch_size,
+                                    settings.max_wait_ms, settings.max_queue, metrics)
+
+    @property
+    def label_names(self) -> List[str]:
+        return self.info.label_names or [str(i) for i in range(self.info.num_classes)]
+
+    def forward(self, batch: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Pooled embeddings (N, D) and linear-probe logits (N, K) from ONE backbone pass."""
+        model = self.model
+        with torch.inference_mode():
+            batch = batch.to(self.device, self.dtype, non_blocking=True)
+            features = model.forward_head(model.forward_features(batch), pre_logits=True)
+            if self.has_head:
+                logits = model.get_classifier()(features).float().cpu()
+            else:
+                logits = torch.empty(batch.shape[0], 0)
+            return features.float().cpu(), logits
+
+    async def run(self, inputs: ImageRequest, max_pixels: int
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and logits for a request's images, in input order.
+
+        Decoding and preprocessing run in the registry's thread pool, the forward pass in
+        the batcher's thread (shared with concurrent requests); the event loop only waits.
+
+        Raises:
+            ApiError: 4xx for a bad image, 503 when the queue is full or shutting down.
+        """
+        count = len(inputs.images)
+        self._check_room(count)  # refuse before decoding anything
+        self._decoding += count  # only touched on the event loop: no lock needed
+        try:
+            batch = await asyncio.get_running_loop().run_in_executor(
+                self.executor, functools.partial(preprocess_images, inputs.images,
+                                                 inputs.labels, max_pixels, self.transform))
+        finally:
+            self._decoding -= count
+        try:
+            features, logits = await self.batcher.submit(batch)
+        except QueueFullError as exc:
+            raise ApiError(503, "queue_full", str(exc), {"Retry-After": "1"}) from None
+        except BatcherClosedError as exc:
+            raise ApiError(503, "shutting_down", str(exc)) from None
+        return features, logits
+
+    def _check_room(self, count: int) -> None:
+        """503 unless ``count`` more images fit in max_queue, counting those being decoded."""
+        batcher = self.batcher
+        pending = self._decoding + batcher.queued
+        if pending + count > batcher.max_queue:
+            if batcher.metrics:
+                batcher.metrics.rejected.inc(model=self.name)
+            raise ApiError(503, "queue_full", f"model {self.name} has {pending} images pending "
+                           f"(max_queue {batcher.max_queue}); retry shortly.",
+                           {"Retry-After": "1"})
+
+    def warm_up(self) -> None:
+        """One tiny forward pass so the first request does not pay for lazy initialisation."""
+        self.forward(torch.zeros(1, *self.info.input_size))
+
+    def start(self) -> "ModelHandle":
+        self.batcher.start()
+        return self
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+class ModelRegistry:
+    """The service's models by name; loads them off the event loop and reports progress.
+
+    Args:
+        settings: which models, on which device, with which batching knobs.
+        metrics: shared with the batchers.
+        models: already-loaded models by name (skips loading; for tests and embedding).
+    """
+
+    def __init__(self, settings: Settings, metrics: ServiceMetrics,
+                 models: Optional[Mapping[str, torch.nn.Module]] = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._preloaded = dict(models) if models is not None else None
+        if self._preloaded is not None and not self._preloaded:
+            raise ValueError("models={} holds no model; pass None to load settings.models")
+        if self._preloaded is not None:  # keep the --model source of a same-named model
+            sources = {spec.name: spec.source for spec in settings.models}
+            self.specs: Tuple[ModelSpec, ...] = tuple(
+                ModelSpec(n, sources.get(n, n)) for n in self._preloaded)
+        else:
+            self.specs = settings.models
+        self.default_name = self.specs[0].name
+        self.handles: Dict[str, ModelHandle] = {}
+        self.state = LOADING
+        self.error: Optional[str] = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread: Optional[threading.Thread] = None
+        self.executor = ThreadPoolExecutor(preprocess_threads_for(settings),
+                                           thread_name_prefix="preprocess")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Preloaded models are ready at once; others load in a background thread."""
+        if self._preloaded is not None:
+            for spec in self.specs:
+                model = self._preloaded[spec.name]
+                self._add(ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
+                                      self.executor))
+            self.state = READY
+            return
+        self._thread = threading.Thread(target=self._load_all, name="model-loader", daemon=True)
+        self._thread.start()
+
+    def _load_all(self) -> None:
+        import frossl_hub
+
+        device = resolve_device(self.settings.device)
+        for spec in self.settings.models:
+            started = time.perf_counter()
+            _logger.info("loading model %s from %s on %s", spec.name, spec.source, device)
+            try:
+                model = frossl_hub.load(spec.source, device=device)
+                handle = ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
+                                     self.executor)
+                handle.warm_up()
+            except Exception as exc:
+                # clients see the model and the error type; paths and details go to the log
+                self.error = f"model {spec.name!r} failed to load ({type(exc).__name__})"
+                self.state = FAILED
+                _logger.error("loading model %s from %s failed: %s", spec.name, spec.source, exc,
+                              exc_info=exc)
+                return
+            if not self._add(handle):
+                return
+            _logger.info("model %s ready in %.1f s (%d classes, %d-d embeddings)", spec.name,
+                         time.perf_counter() - started, handle.info.num_classes,
+                         handle.info.embedding_dim)
+        self.state = READY
+
+    def _add(self, handle: ModelHandle) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self.handles[handle.name] = handle.start()
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            handles = list(self.handles.values())
+        for handle in handles:
+            handle.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ lookups
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def require_ready(self) -> None:
+        """Raise a 503 unless every model is loaded."""
+        if self.state == LOADING:
+            raise ApiError(503, "models_loading", "models are still loading; retry shortly "
+                           "(GET /healthz turns 200 when ready).", {"Retry-After": "2"})
+        if self.state == FAILED:
+            raise ApiError(503, "model_load_failed", f"model loading failed: {self.error}; see "
+                           "the server log.")
+
+    def get(self, name: Optional[str] = None) -> ModelHandle:
+        """The handle for a requested model name (None: the default model).
+
+        Raises:
+            ApiError: 503 while loading, 404 for an unknown name (listing the served ones).
+        """
+        self.require_ready()
+        key = self.default_name if name is None or not str(name).strip() else str(name).strip()
+        handle = self.handles.get(key)
+        if handle is None:
+            for spec in self.specs:  # also accept the --model source and catalog spellings
+                if key == spec.source or _same_catalog_name(key, spec.name):
+                    handle = self.handles.get(spec.name)
+                    break
+        if handle is None:
+            raise ApiError(404, "model_not_found", f"unknown model {name!r}; this service "
+                           f"serves: {', '.join(sorted(self.handles))}.")
+        return handle
+
+    def infos(self) -> List[ModelInfo]:
+        return [self.handles[s.name].info for s in self.specs if s.name in self.handles]
+
+
+def _same_catalog_name(key: str, name: str) -> bool:
+    from frossl_hub.catalog import clean_name
+
+    return "/" not in key and clean_name(key) == name

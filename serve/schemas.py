@@ -1,0 +1,144 @@
+"""Request and response bodies (pydantic), shared by the routers and the OpenAPI docs."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EmbeddingOptions",
+    "EmbeddingRequest",
+    "EmbeddingResponse",
+    "ModelCard",
+    "ModelList",
+    "PredictionOptions",
+    "PredictionRequest",
+    "PredictionResponse",
+]
+
+DEFAULT_TOP_K = 5
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: Optional[str] = Field(None, description="Model name; default: the service's first.")
+
+
+class EmbeddingOptions(_Options):
+    """Fields of an embeddings request besides the images (multipart form fields)."""
+
+    normalize: bool = Field(False, description="L2-normalise each embedding.")
+
+
+class PredictionOptions(_Options):
+    """Fields of a predictions request besides the images (multipart form fields)."""
+
+    top_k: int = Field(DEFAULT_TOP_K, ge=1, description="Classes to return per image, "
+                       "1..num_classes (default 5, capped at num_classes).")
+
+
+_IMAGES = Field(..., min_length=1, description="Base64-encoded image files (PNG, JPEG, ...); "
+                "a data: URL prefix is accepted.")
+
+
+class EmbeddingRequest(EmbeddingOptions):
+    """JSON body of POST /v1/embeddings."""
+
+    images: List[str] = _IMAGES
+
+
+class PredictionRequest(PredictionOptions):
+    """JSON body of POST /v1/predictions."""
+
+    images: List[str] = _IMAGES
+
+
+class Embedding(BaseModel):
+    index: int
+    embedding: List[float]
+
+
+class EmbeddingResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    dim: int
+    data: List[Embedding]
+
+
+class Prediction(BaseModel):
+    label: str
+    class_id: int
+    score: float
+
+
+class ImagePredictions(BaseModel):
+    index: int
+    predictions: List[Prediction]
+
+
+class PredictionResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    data: List[ImagePredictions]
+
+
+class ModelCard(BaseModel):
+    name: str
+    source: str
+    architecture: str
+    dataset: Optional[str]
+    embedding_dim: int
+    num_classes: int
+    label_names: Optional[List[str]]
+    input_size: List[int]
+    metrics: Dict[str, Any]
+    device: str
+    default: bool
+
+
+class Limits(BaseModel):
+    max_images_per_request: int
+    max_bytes: int
+    max_pixels: int
+
+
+class Batching(BaseModel):
+    max_batch_size: int
+    max_wait_ms: float
+    max_queue: int
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    default: str
+    data: List[ModelCard]
+    limits: Limits
+    batching: Batching
+
+
+def multipart_schema(options: type) -> Dict[str, Any]:
+    """OpenAPI schema of the multipart form: ``file`` parts plus the option fields."""
+    props: Dict[str, Any] = {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "One or more image files, each as a `file` part."},
+    }
+    for name, field in options.model_fields.items():
+        schema: Dict[str, Any] = {"type": {bool: "boolean", int: "integer"}.get(
+            field.annotation, "string")}
+        if field.description:
+            schema["description"] = field.description
+        if field.default is not None:
+            schema["default"] = field.default
+        props[name] = schema
+    return {"type": "object", "properties": props, "required": ["file"]}
+
+
+def request_body(json_model: type, options: type) -> Dict[str, Any]:
+    """``openapi_extra`` documenting both encodings of an image request."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": json_model.model_json_schema()},
+        "multipart/form-data": {"schema": multipart_schema(options)},
+    }}}
