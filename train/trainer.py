@@ -296,7 +296,7 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
 
     torch.manual_seed(recipe.seed + rank)
     model, loss_fn = _build_model(recipe, spec.in_chans, len(data.classes))
-    if world > 1:
+    if world > 1 and device.type == "cuda":  # SyncBN is CUDA-only; CPU DDP keeps per-rank BN
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if opts.channels_last:
@@ -338,13 +338,14 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
     views_cfg = view_configs(recipe, crop=data.in_memory)
 
     def save(reason: str) -> None:
-        if not is_main:
-            return
+        """Every rank calls this (the RNG states are gathered); rank 0 writes."""
         aug_states = [aug_gen.get_state()]
         if world > 1:
             gathered: List[Any] = [None] * world
             dist.all_gather_object(gathered, aug_gen.get_state())
             aug_states = gathered
+        if not is_main:
+            return
         save_checkpoint({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "epoch": step / steps_per_epoch,
@@ -444,17 +445,25 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
                     bar.write(f"step {step} epoch {step / steps_per_epoch:.2f}: online top-1 "
                               f"{final['online_top1']:.4f}, kNN top-1 {final['knn_top1']:.4f}")
                     log_t0 = time.monotonic()  # evaluation time is not training throughput
-                if world > 1 and step % eval_interval == 0:
+                if world > 1 and (step % eval_interval == 0 or step == stop_at):
                     dist.barrier()
 
-                minutes = (time.monotonic() - last_ckpt_time) / 60
                 end_of_epoch = step % steps_per_epoch == 0
-                if end_of_epoch or minutes >= opts.ckpt_every_min or step == stop_at or stop.signum:
-                    save("signal" if stop.signum else "periodic")
+                overdue = (time.monotonic() - last_ckpt_time) / 60 >= opts.ckpt_every_min
+                stopping = stop.signum is not None
+                if world > 1:  # every rank must take the same decision: agree at log steps only
+                    if step % recipe.log_every_steps == 0 or end_of_epoch or step == stop_at:
+                        flags = torch.tensor([float(overdue), float(stopping)], device=device)
+                        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+                        overdue, stopping = bool(flags[0]), bool(flags[1])
+                    else:
+                        overdue = stopping = False
+                if end_of_epoch or overdue or step == stop_at or stopping:
+                    save("signal" if stopping else "periodic")
                     last_ckpt_time = time.monotonic()
-                if stop.signum:
+                if stopping:
                     bar.close()
-                    raise KeyboardInterrupt(f"stopped by signal {stop.signum} at step {step}; "
+                    raise KeyboardInterrupt(f"stopped by signal {stop.signum or 'on another rank'} at step {step}; "
                                             f"checkpoint saved, continue with --resume")
                 if step >= stop_at or end_of_epoch:
                     break
