@@ -72,9 +72,12 @@ class CatalogEntry:
         return BUNDLED_DIR / self.name
 
     def to_dict(self) -> Dict[str, Any]:
+        spec = self.spec
         out = asdict(self)
-        out.update(timm_name=self.timm_name, num_classes=self.spec.num_classes,
-                   input_size=[self.spec.in_chans, self.spec.image_size, self.spec.image_size])
+        out.update(timm_name=self.timm_name, num_classes=spec.num_classes,
+                   input_size=[spec.in_chans, spec.image_size, spec.image_size],
+                   mean=list(spec.mean), std=list(spec.std),
+                   label_names=list(spec.label_names) if spec.label_names else None)
         return out
 
 

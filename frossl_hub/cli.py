@@ -38,12 +38,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
         info["found_at"] = str(resolved.folder)
         info["source"] = resolved.source
         info["files"] = sorted(read_sums(resolved.folder)) or sorted(p.name for p in resolved.folder.iterdir())
+        for key in ("architecture", "num_classes"):
+            info.setdefault(key, resolved.config[key])
+        info.setdefault("input_size", resolved.config["pretrained_cfg"].get("input_size"))
         frossl = resolved.config.get("frossl", {})
         if frossl.get("metrics"):
             info["card_metrics"] = frossl["metrics"]
         card = resolved.folder / "README.md"
         if card.is_file():
-            title = next((line[2:].strip() for line in card.read_text().splitlines() if line.startswith("# ")), "")
+            lines = card.read_text(encoding="utf-8").splitlines()
+            title = next((line[2:].strip() for line in lines if line.startswith("# ")), "")
             info["card"] = f"{card} ({title})"
     except (ModelNotFoundError, ValueError) as exc:
         if entry is None:
@@ -120,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--from", dest="source", required=True, choices=["solo-learn", "official", "torchvision"])
     p.add_argument("--dataset", required=True, help="data set the weights belong to (input spec, labels)")
-    p.add_argument("--arch", default=None, help="frossl_resnet18 or frossl_resnet18_cifar (default: from conv1)")
+    p.add_argument("--arch", default=None, choices=["frossl_resnet18", "frossl_resnet18_cifar"],
+                   help="timm architecture (default: from conv1's kernel size)")
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--overwrite", action="store_true")
@@ -135,8 +140,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         return args.func(args)
-    except (ModelNotFoundError, ChecksumError, ConversionError, FileNotFoundError, FileExistsError,
-            RuntimeError, ValueError) as exc:
+    except (ModelNotFoundError, ChecksumError, ConversionError, OSError, RuntimeError,
+            ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -62,7 +62,6 @@ def extract_backbone(state: Dict[str, torch.Tensor], source: str) -> Tuple[Dict[
         if not backbone:
             sample = ", ".join(list(state)[:5])
             raise ConversionError(f"no 'backbone.*' keys in a {source} checkpoint (first keys: {sample})")
-    backbone.pop("num_batches_tracked", None)
     return backbone, head
 
 
@@ -97,6 +96,9 @@ def convert_checkpoint(path: Union[str, Path], source: str, out: Union[str, Path
     architecture = _architecture(backbone, arch)
     num_classes = head["fc.weight"].shape[0] if "fc.weight" in head else 0
     in_chans = backbone["conv1.weight"].shape[1] if "conv1.weight" in backbone else spec.in_chans
+    if in_chans != spec.in_chans:
+        raise ConversionError(f"{path}: conv1 takes {in_chans}-channel input but {spec.title} images "
+                              f"have {spec.in_chans}; pick the --dataset the weights were trained on.")
     pretrained_cfg = _models.pretrained_cfg_for(spec)
     if num_classes != spec.num_classes:
         pretrained_cfg["label_names"] = None
@@ -105,7 +107,8 @@ def convert_checkpoint(path: Union[str, Path], source: str, out: Union[str, Path
     expected = model.state_dict()
     state = {**backbone, **head}
     unexpected = sorted(set(state) - set(expected))
-    missing = sorted(set(expected) - set(state))
+    # BN batch counters are bookkeeping, absent from some checkpoints: keep the model's zeros
+    missing = sorted(k for k in set(expected) - set(state) if not k.endswith("num_batches_tracked"))
     if unexpected or missing:
         raise ConversionError(f"{path} does not match {architecture}: unexpected keys {unexpected[:5]}, "
                               f"missing keys {missing[:5]}")
@@ -113,7 +116,7 @@ def convert_checkpoint(path: Union[str, Path], source: str, out: Union[str, Path
              if v.shape != expected[k].shape]
     if wrong:
         raise ConversionError(f"{path} has shapes that do not fit {architecture}: {wrong[:5]}")
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)  # keys and shapes checked above
     card = (f"# Converted ResNet18 ({architecture})\n\nConverted from a {source} checkpoint "
             f"(`{Path(path).name}`) by `python -m frossl_hub convert`; input spec of {spec.title}.\n"
             "No metrics were measured on this copy.\n")

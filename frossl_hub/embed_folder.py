@@ -98,23 +98,26 @@ def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: in
     if world == 1:
         _write_result(out, emb, [files[i] for i in global_index], folder)
         return len(emb), skipped
-    shard = out.with_name(f"{out.name}.rank{rank}-of-{world}")
-    _save_npy(shard.with_suffix(".emb.npy"), emb)
-    _save_npy(shard.with_suffix(".idx.npy"), global_index)
+    _save_npy(_shard(out, rank, world, "emb"), emb)
+    _save_npy(_shard(out, rank, world, "idx"), global_index)
     _barrier()
     if rank == 0:
-        parts = [out.with_name(f"{out.name}.rank{r}-of-{world}") for r in range(world)]
-        embs = [np.load(p.with_suffix(".emb.npy")) for p in parts]
-        idxs = [np.load(p.with_suffix(".idx.npy")) for p in parts]
+        embs = [np.load(_shard(out, r, world, "emb")) for r in range(world)]
+        idxs = [np.load(_shard(out, r, world, "idx")) for r in range(world)]
         all_idx = np.concatenate(idxs)
         order = np.argsort(all_idx, kind="stable")
         merged = np.concatenate(embs)[order]
         _write_result(out, merged, [files[i] for i in all_idx[order]], folder)
-        for p in parts:
-            p.with_suffix(".emb.npy").unlink(missing_ok=True)
-            p.with_suffix(".idx.npy").unlink(missing_ok=True)
+        for r in range(world):
+            _shard(out, r, world, "emb").unlink(missing_ok=True)
+            _shard(out, r, world, "idx").unlink(missing_ok=True)
     _barrier()
     return len(emb), skipped
+
+
+def _shard(out: Path, rank: int, world: int, kind: str) -> Path:
+    """One rank's part file beside ``out``: NAME.rank{r}-of-{world}.{emb,idx}.npy."""
+    return out.with_name(f"{out.name}.rank{rank}-of-{world}.{kind}.npy")
 
 
 def _write_result(out: Path, emb: np.ndarray, paths: Sequence[Path], folder: Path) -> None:

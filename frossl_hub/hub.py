@@ -38,6 +38,7 @@ _logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"  # timm's Hugging Face config
 SUMS_NAME = "SHA256SUMS"  # `sha256sum -c` compatible
+CARD_NAME = "README.md"  # model card; a minimal one is written when none is given
 HUB_DIR_ENV = "FROSSL_HUB_DIR"  # folder of published models, one sub-folder per name
 HF_PREFIX = "hf-hub:"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -93,6 +94,15 @@ def model_config(model: torch.nn.Module, **extra: Any) -> Dict[str, Any]:
     return json.loads(json.dumps(config))  # tuples -> lists, and proves it serialises
 
 
+def _minimal_card(config: Dict[str, Any]) -> str:
+    """A model card for folders published without one (like timm's push_to_hf_hub)."""
+    cfg = config["pretrained_cfg"]
+    return (f"---\nlibrary_name: timm\nlicense: {cfg.get('license', 'apache-2.0')}\n---\n\n"
+            f"# {config['architecture']}\n\nA FroSSL ResNet18 (`{config['architecture']}`, "
+            f"{config['num_classes']} classes, input {cfg.get('input_size')}). Load it with "
+            "`frossl_hub.load(PATH)` or `timm.create_model(\"local-dir:PATH\", pretrained=True)`.\n")
+
+
 def save_pretrained(
     state_dict: Mapping[str, torch.Tensor],
     out_dir: Union[str, Path],
@@ -108,7 +118,8 @@ def save_pretrained(
         out_dir: target folder; must be missing or empty unless ``overwrite``.
         config: timm HF config (``architecture``, ``num_classes``, ``pretrained_cfg``...).
         dtype: stored precision, one of float32, float16, bfloat16.
-        extra_files: name -> text, bytes, or a file to copy (README.md, plots, metrics).
+        extra_files: name -> text, bytes, or a file to copy (README.md, plots, metrics);
+            without a README.md a minimal model card is written.
         overwrite: replace an existing folder.
     """
     from safetensors.torch import save_file
@@ -127,7 +138,8 @@ def save_pretrained(
         save_file(tensors, str(tmp / WEIGHTS_NAME),
                   metadata={"format": "pt", "architecture": str(config["architecture"])})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        for name, content in (extra_files or {}).items():
+        extra = {CARD_NAME: _minimal_card(config), **(extra_files or {})}
+        for name, content in extra.items():
             target = tmp / name
             target.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, Path):
@@ -236,6 +248,15 @@ def load_config(folder: Union[str, Path]) -> Dict[str, Any]:
     return config
 
 
+def _hf_cache_dir() -> Optional[str]:
+    """The HF cache the environment names now (huggingface_hub reads it once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
+
+
 def _hf_download(repo_id: str, filename: str, offline_only: bool = False) -> Optional[Path]:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
@@ -243,7 +264,7 @@ def _hf_download(repo_id: str, filename: str, offline_only: bool = False) -> Opt
     repo, _, revision = repo_id.partition("@")
     try:
         return Path(hf_hub_download(repo, filename, revision=revision or None,
-                                    local_files_only=offline_only))
+                                    cache_dir=_hf_cache_dir(), local_files_only=offline_only))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
         _logger.info("hf_hub_download(%s, %s) failed: %s", repo_id, filename, exc)
         return None
@@ -263,6 +284,7 @@ def _resolve_hf(repo_id: str, entry: Optional[CatalogEntry], tried: List[str]) -
     weights = _hf_download(repo_id, filename, offline) if config else None
     if config is None or weights is None:
         return None
+    _hf_download(repo_id, SUMS_NAME, offline)  # optional: lets resolve() check the folder's sums
     return _from_folder(config.parent, "hf-hub", entry, weights)
 
 
@@ -282,7 +304,9 @@ def resolve(name_or_path: Union[str, Path], check: bool = True) -> ResolvedModel
     resolved: Optional[ResolvedModel] = None
     if text.startswith(HF_PREFIX):
         resolved = _resolve_hf(text[len(HF_PREFIX):], None, tried)
-        hint = "check the repo id, or unset HF_HUB_OFFLINE to download it."
+        hint = ("check the repo id" + (", or unset HF_HUB_OFFLINE to download it" if _hf_offline() else "")
+                + "; or train and publish a model with `python -m train --dataset DATASET --data-dir DATA "
+                  "--out RUN_DIR` and pass its folder RUN_DIR/published.")
     elif (folder := _folder_of(Path(text).expanduser())) is not None:
         weights = Path(text) if Path(text).is_file() else None
         resolved = _from_folder(folder, "path", None, weights)
@@ -314,13 +338,12 @@ def resolve(name_or_path: Union[str, Path], check: bool = True) -> ResolvedModel
             f"Could not find weights for {text!r}. Looked in:\n  - " + "\n  - ".join(tried)
             + f"\nTo get it: {hint}")
     if check:
-        if resolved.entry is not None and resolved.entry.sha256 and resolved.source != "env":
+        if resolved.entry is not None and resolved.entry.sha256:
             _check_digest(resolved.weights, resolved.entry.sha256,
                           f"the catalog entry for {resolved.entry.name}")
-        else:
-            expected = read_sums(resolved.folder).get(resolved.weights.name)
-            if expected:
-                _check_digest(resolved.weights, expected, str(resolved.folder / SUMS_NAME))
+        expected = read_sums(resolved.folder).get(resolved.weights.name)
+        if expected:
+            _check_digest(resolved.weights, expected, str(resolved.folder / SUMS_NAME))
     return resolved
 
 
@@ -354,6 +377,7 @@ def load(
         >>> model = frossl_hub.load("frossl-resnet18-cifar10", num_classes=0)  # doctest: +SKIP
     """
     import timm
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from . import models as _models  # noqa: F401  (registers the architectures)
@@ -366,12 +390,18 @@ def load(
     if config.get("label_names"):
         pretrained_cfg["label_names"] = list(config["label_names"])
     model_args = dict(config.get("model_args", {}))
+    if "in_chans" in model_args:  # as timm's local-dir loader: a tuple, channels from model_args
+        input_size = pretrained_cfg.get("input_size", (3, 224, 224))
+        pretrained_cfg["input_size"] = (model_args["in_chans"], *input_size[1:])
     model_args.update(timm_kwargs)
     head = config["num_classes"] if num_classes is None else num_classes
     model = timm.create_model(config["architecture"], pretrained=False, num_classes=head,
                               pretrained_cfg_overlay=pretrained_cfg, **model_args)
     if pretrained:
-        state = load_file(str(resolved.weights), device="cpu")
+        try:
+            state = load_file(str(resolved.weights), device="cpu")
+        except SafetensorError as exc:
+            raise RuntimeError(f"cannot read {resolved.weights} as safetensors: {exc}") from None
         if head != config["num_classes"]:
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         try:

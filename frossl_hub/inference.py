@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -40,6 +40,8 @@ def to_model_mode(image: Image.Image, mode: str) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
+    if image.mode not in ("1", "L", "RGB", "P") and image.mode != mode:
+        image = image.convert("RGB")  # LAB, HSV, YCbCr... convert to RGB, not always to L
     return image if image.mode == mode else image.convert(mode)
 
 
@@ -56,6 +58,21 @@ class _ToMode:
         return f"{type(self).__name__}(mode={self.mode!r})"
 
 
+def _cfg_of(name_or_path: Union[str, Path]) -> Dict[str, Any]:
+    """Pretrained cfg of a published model; a catalog name's own cfg when it has no weights here."""
+    from .catalog import CATALOG, clean_name
+    from .hub import ModelNotFoundError, resolve
+    from .models import pretrained_cfg_for
+
+    try:
+        return dict(resolve(name_or_path, check=False).config["pretrained_cfg"])
+    except ModelNotFoundError:
+        entry = CATALOG.get(clean_name(str(name_or_path)))
+        if entry is None:
+            raise
+        return pretrained_cfg_for(entry.spec)
+
+
 def get_transform(model_or_name: Any) -> Callable[[Image.Image], torch.Tensor]:
     """Eval preprocessing of a model (or catalog name / folder), from its pretrained cfg.
 
@@ -66,9 +83,7 @@ def get_transform(model_or_name: Any) -> Callable[[Image.Image], torch.Tensor]:
     from torchvision import transforms as T
 
     if isinstance(model_or_name, (str, Path)):
-        from .hub import resolve
-
-        cfg = dict(resolve(model_or_name, check=False).config["pretrained_cfg"])
+        cfg = _cfg_of(model_or_name)
     elif isinstance(model_or_name, dict):
         cfg = dict(model_or_name)
     else:
