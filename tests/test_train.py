@@ -237,3 +237,11 @@ def test_more_views_run_and_are_recorded(fashion, tmp_path):
     run = tmp_path / "v4"
     assert _run("fashion-mnist", fashion, run, "--num-views", "4", "--max-steps", "1", "--no-probe") == 0
     assert json.loads((run / "config.json").read_text())["recipe"]["num_views"] == 4
+
+
+def test_a_wall_clock_budget_stops_the_run_with_a_final_evaluation(fashion, tmp_path):
+    run = tmp_path / "run"
+    assert _run("fashion-mnist", fashion, run, "--epochs", "1000", "--max-minutes", "0.001", "--no-probe") == 0
+    state = load_checkpoint(run / CKPT_NAME)
+    assert 1 <= state["step"] < 1000
+    assert _metrics(run)[-1]["kind"] in ("eval", "spectrum")

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop after this many steps (the schedule still spans --epochs)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop after this many wall-clock minutes, evaluations included "
+                             "(the schedule still spans --epochs); for equal-budget comparisons")
     parser.add_argument("--ckpt-every-min", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers (ImageFolder sets)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -135,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(str(exc))
     opts = RunOptions(out=args.out, data_dir=args.data_dir, device=args.device,
                       precision=args.precision, compile=args.compile, resume=args.resume,
-                      max_steps=args.max_steps, ckpt_every_min=args.ckpt_every_min,
+                      max_steps=args.max_steps, max_minutes=args.max_minutes, ckpt_every_min=args.ckpt_every_min,
                       workers=args.workers, threads=args.threads, cache_dir=args.cache_dir,
                       progress=not args.no_progress)
     try:

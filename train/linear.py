@@ -224,6 +224,7 @@ def run_linear_probe(run_dir: Path, device: str = "auto", data_dir: Optional[Pat
         "protocol": protocol, "dataset": spec.name, "split": spec.eval_split,
         "num_train": int((train_y >= 0).sum()), "num_test": len(test_y),
         "step": step, "epoch": float(state["epoch"]), "train_time_s": float(state["train_time_s"]),
+        "wall_time_s": float(state.get("wall_time_s", state["train_time_s"])),
         **result, "probe_seconds": round(time.monotonic() - t0, 1),
     }
     if random_baseline is None:

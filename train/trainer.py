@@ -49,6 +49,7 @@ class RunOptions:
     compile: bool = False
     resume: bool = False
     max_steps: Optional[int] = None  # stop early (the schedule still spans all epochs)
+    max_minutes: Optional[float] = None  # stop after this much wall-clock (evaluations included)
     ckpt_every_min: float = 10.0
     workers: int = 8  # DataLoader workers for ImageFolder data sets
     threads: Optional[int] = None  # torch CPU threads (default: all cores)
@@ -308,7 +309,7 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     aug_gen = torch.Generator(device=device).manual_seed(recipe.seed * 7919 + rank)
 
-    step, elapsed_train = 0, 0.0
+    step, elapsed_train, wall_before = 0, 0.0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -316,6 +317,12 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
         aug_gen.set_state(state["rng"]["aug"][rank].cpu() if rank < len(state["rng"]["aug"]) else aug_gen.get_state())
         torch.set_rng_state(state["rng"]["torch"])
         step, elapsed_train = int(state["step"]), float(state["train_time_s"])
+        wall_before = float(state.get("wall_time_s", elapsed_train))
+    session_start = time.monotonic()
+
+    def wall() -> float:
+        """Seconds of this run so far, evaluations included, across resumed sessions."""
+        return round(wall_before + time.monotonic() - session_start, 2)
     metrics = _MetricsLog(run_dir / METRICS_NAME, is_main)
     if state is not None:
         metrics.truncate_after(step)
@@ -349,7 +356,8 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
         save_checkpoint({
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "epoch": step / steps_per_epoch,
-            "train_time_s": elapsed_train, "recipe": recipe.to_dict(), "reason": reason,
+            "train_time_s": elapsed_train, "wall_time_s": wall(), "recipe": recipe.to_dict(),
+            "reason": reason,
             "rng": {"aug": aug_states, "torch": torch.get_rng_state()},
         }, ckpt_path)
 
@@ -364,7 +372,7 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
             online = (model.classifier(feats_test).argmax(1) == labels_test).float().mean()
         record: Dict[str, Any] = {
             "kind": "eval", "step": step, "epoch": step / steps_per_epoch,
-            "train_time_s": round(elapsed_train, 2),
+            "train_time_s": round(elapsed_train, 2), "wall_time_s": wall(),
             "online_top1": float(online),
             "knn_top1": knn_top1(feats_bank, labels_bank, feats_test, labels_test,
                                  len(data.classes), recipe.knn_k, recipe.knn_temperature),
@@ -419,6 +427,14 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
                 step += 1
                 bar.update(1)
                 elapsed_train += time.monotonic() - t_step
+                if opts.max_minutes is not None:  # a fixed wall-clock budget: stop here
+                    over = wall() >= opts.max_minutes * 60
+                    if world > 1:  # ranks agree at log steps
+                        flag = torch.tensor([float(over and step % recipe.log_every_steps == 0)], device=device)
+                        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                        over = bool(flag[0])
+                    if over:
+                        stop_at = step
                 for key, value in {"loss": ssl_loss.detach(), "online_ce": ce.detach(),
                                    **{k: v.mean() for k, v in parts.items()}}.items():
                     log_sums[key] = log_sums.get(key, 0) + value.float()
@@ -433,7 +449,7 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
                     ips = (step - log_step0) * recipe.batch_size / max(1e-9, now - log_t0)
                     record = {"kind": "train", "step": step, "epoch": round(step / steps_per_epoch, 4),
                               "lr": optimizer.param_groups[0]["lr"], "images_per_s": round(ips, 1),
-                              "train_time_s": round(elapsed_train, 2),
+                              "train_time_s": round(elapsed_train, 2), "wall_time_s": wall(),
                               **{k: round(v, 6) for k, v in values.items()}}
                     metrics.write(record)
                     bar.set_postfix(loss=f"{values['loss']:.3f}", img_s=f"{ips:.0f}")
