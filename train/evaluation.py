@@ -130,7 +130,9 @@ def fit_linear(
     x, y = train_x[keep], train_y[keep]
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     xs = (x - mean) / std
-    layer = nn.Linear(x.shape[1], num_classes).to(x.device)
+    with torch.random.fork_rng(devices=[]):  # same seed, same head: probes are reproducible
+        torch.manual_seed(seed)
+        layer = nn.Linear(x.shape[1], num_classes).to(x.device)
     opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = max(1, (len(xs) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)

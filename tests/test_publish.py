@@ -1,0 +1,178 @@
+"""From a training run to a published, timm-loadable folder with a measured card."""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import yaml
+
+import frossl_hub
+from formats import write_fashion_mnist
+from frossl_hub.hub import read_sums
+from train.cards import CARDS_DIR, card_for, generate_cards
+from train.checkpoint import CheckpointError
+from train.cli import build_parser, recipe_from_args
+from train.cli import main as train_main
+from train.linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run, run_linear_probe
+from train.plot import PLOT_NAMES, plot_run
+from train.publish import publish_run, recipe_command
+from train.recipes import get_recipe
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A 3-step Fashion-MNIST run taken through `python -m train`'s default stages."""
+    root = tmp_path_factory.mktemp("publish")
+    data = root / "data"
+    write_fashion_mnist(data, gz=False, n=48)
+    out = root / "run"
+    argv = ["--dataset", "fashion-mnist", "--data-dir", str(data), "--out", str(out), "--batch-size", "16",
+            "--projector-dims", "32", "32", "--max-steps", "3", "--eval-every-epochs", "0.34",
+            "--no-progress", "--threads", "1"]
+    assert train_main(argv) == 0
+    return out
+
+
+def test_train_runs_pretraining_probe_and_publish_by_default(run):
+    assert (run / LINEAR_NAME).is_file() and (run / HEAD_NAME).is_file()
+    assert (run / "published" / "model.safetensors").is_file()
+
+
+def test_linear_probe_reports_top1_top5_knn_and_the_random_baseline(run):
+    result = json.loads((run / LINEAR_NAME).read_text())
+    for key in ("top1", "top5", "knn_top1"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["top5"] >= result["top1"]
+    assert result["split"] == "test" and result["num_test"] == 48
+    assert 0.0 <= result["random_init"]["top1"] <= 1.0
+
+
+def test_linear_probe_caches_features_and_reuses_them(run):
+    caches = sorted(p.name for p in (run / "features").iterdir())
+    assert any(name.startswith("train-step3") for name in caches)
+    before = {p: p.stat().st_mtime_ns for p in (run / "features").iterdir()}
+    run_linear_probe(run, device="cpu", random_baseline=False)
+    assert {p: p.stat().st_mtime_ns for p in (run / "features").iterdir()} == before
+
+
+def test_published_folder_holds_weights_config_card_plots_and_checksums(run):
+    folder = run / "published"
+    names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"model.safetensors", "config.json", "README.md", "SHA256SUMS", "metrics.json"} <= names
+    assert {f"plots/{n}" for n in PLOT_NAMES} <= names
+    assert set(read_sums(folder)) == names - {"SHA256SUMS"}
+    assert frossl_hub.verify(folder)
+
+
+def test_published_weights_hold_backbone_and_probe_head_only(run):
+    from safetensors.torch import load_file
+
+    state = load_file(str(run / "published" / "model.safetensors"))
+    assert state["fc.weight"].shape == (10, 512)
+    assert not any(k.startswith(("projector", "classifier")) for k in state)
+    config = json.loads((run / "published" / "config.json").read_text())
+    assert config["architecture"] == "frossl_resnet18_cifar" and config["num_classes"] == 10
+    assert config["label_names"][0] == "T-shirt/top"
+    assert config["pretrained_cfg"]["input_size"] == [1, 28, 28]
+
+
+def test_timm_and_frossl_hub_load_the_same_model_as_the_run(run):
+    recipe, _ = load_run(run)
+    backbone, _ = backbone_from_checkpoint(run, recipe, torch.device("cpu"))
+    from safetensors.torch import load_file
+
+    head = load_file(str(run / HEAD_NAME))
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        expected = backbone(x) @ head["fc.weight"].T + head["fc.bias"]
+        ours = frossl_hub.load(run / "published")(x)
+        theirs = timm.create_model(f"local-dir:{run / 'published'}", pretrained=True).eval()(x)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(theirs, ours)
+
+
+def _front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_card_metadata_parses_and_its_numbers_are_the_runs(run):
+    card = (run / "published" / "README.md").read_text()
+    meta = _front_matter(card)
+    assert meta["library_name"] == "timm"
+    metrics = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    result = json.loads((run / LINEAR_NAME).read_text())
+    assert metrics["Linear-probe top-1"] == round(100 * result["top1"], 2)
+    assert metrics["kNN top-1 (k=20)"] == round(100 * result["knn_top1"], 2)
+    assert f"{100 * result['random_init']['top1']:.2f} %" in card
+    assert "python -m train" in card and "--dataset fashion-mnist" in card
+
+
+def test_float16_publish_reports_numbers_measured_with_the_float16_weights(run, tmp_path):
+    out = publish_run(run, tmp_path / "fp16", dtype="float16")
+    from safetensors.torch import load_file
+
+    assert load_file(str(out / "model.safetensors"))["conv1.weight"].dtype == torch.float16
+    summary = json.loads((out / "metrics.json").read_text())["published"]
+    assert 0.0 <= summary["linear_top1"] <= 1.0
+    model = frossl_hub.load(out)
+    assert next(model.parameters()).dtype == torch.float32
+    assert "float16 weights as published" in (out / "README.md").read_text()
+
+
+def test_publishing_over_an_existing_folder_needs_overwrite_and_leaves_it_intact(run):
+    folder = run / "published"
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        publish_run(run, folder)
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".published")]
+
+
+def test_publish_without_probe_results_names_the_missing_step(run, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "last.ckpt", "metrics.jsonl"):
+        (bare / name).write_bytes((run / name).read_bytes())
+    with pytest.raises(CheckpointError, match="python -m train.linear"):
+        publish_run(bare)
+    assert not (bare / "published").exists()
+
+
+def test_publish_and_probe_refuse_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(CheckpointError, match="not a training run"):
+        publish_run(tmp_path)
+    with pytest.raises(CheckpointError, match="not a training run"):
+        run_linear_probe(tmp_path)
+
+
+def test_plot_renders_loss_accuracy_and_spectrum_pngs(run, tmp_path):
+    paths = plot_run(run, tmp_path)
+    assert [p.name for p in paths] == list(PLOT_NAMES)
+    assert all(p.read_bytes().startswith(PNG) for p in paths)
+
+
+def test_recipe_command_reproduces_the_recipe():
+    recipe = get_recipe("cifar10").replace(epochs=30.0, arch="frossl_resnet18", blur_prob=(1.0, 0.1))
+    command = recipe_command(recipe, data_dir="D", out="O")
+    argv = shlex.split(command.replace("\\\n", " "))[3:]
+    assert recipe_from_args(build_parser().parse_args(argv)) == recipe
+
+
+def test_committed_model_cards_are_up_to_date(tmp_path):
+    generated = generate_cards(tmp_path)
+    for name, path in generated.items():
+        committed = CARDS_DIR / f"{name}.md"
+        assert committed.is_file(), f"run `python -m train.cards`: {committed} is missing"
+        assert committed.read_text() == path.read_text(), f"run `python -m train.cards`: {name} changed"
+
+
+def test_unpublished_cards_say_so_and_give_the_command():
+    card = card_for(frossl_hub.get_entry("frossl-resnet18-imagenet"))
+    assert "not yet trained" in card and "python -m train" in card and "--dataset imagenet" in card
