@@ -1,7 +1,6 @@
 """The Barlow Twins objective: cross-correlation towards identity, a FroSSL baseline."""
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from typing import Sequence
@@ -9,6 +8,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._views import check_views, compute_dtype
 
 __all__ = [
     "barlow_twins_loss",
@@ -23,30 +24,11 @@ __all__ = [
 BATCH_NORM_EPS = 1e-5  # F.batch_norm's default, as lightly (and BatchNorm1d in solo-learn)
 
 
-def _check_views(views: Sequence[Tensor]) -> None:
-    if not isinstance(views, (list, tuple)) or len(views) < 2:
-        count = len(views) if isinstance(views, (list, tuple)) else type(views).__name__
-        raise ValueError(f"Barlow Twins needs a list of at least 2 views, got {count}.")
-    shapes = [tuple(v.shape) for v in views]
-    for shape in shapes:
-        if len(shape) != 2:
-            raise ValueError(f"each view must be 2-D (batch_size, dim), got shapes {shapes}.")
-    if len(set(shapes)) != 1:
-        raise ValueError(f"all views must have the same shape, got {shapes}.")
-    if shapes[0][0] < 2:
-        raise ValueError(f"Barlow Twins needs a batch size of at least 2, got {shapes[0][0]}.")
-
-
 def _check_hyperparameters(lambda_offdiag: float, scale_loss: float) -> None:
     if not math.isfinite(lambda_offdiag) or lambda_offdiag < 0:
         raise ValueError(f"lambda_offdiag must be a finite number >= 0, got {lambda_offdiag}.")
     if not math.isfinite(scale_loss) or scale_loss <= 0:
         raise ValueError(f"scale_loss must be a finite number > 0, got {scale_loss}.")
-
-
-def _compute_dtype(views: Sequence[Tensor]) -> torch.dtype:
-    """float32 at least; float64 inputs stay float64."""
-    return functools.reduce(torch.promote_types, [v.dtype for v in views], torch.float32)
 
 
 def batch_standardize(z: Tensor) -> Tensor:
@@ -94,9 +76,9 @@ def barlow_twins_multiview_loss(
             of one, a negative or non-finite ``lambda_offdiag``, or a ``scale_loss``
             that is not a finite number > 0.
     """
-    _check_views(views)
+    check_views(views, "Barlow Twins")
     _check_hyperparameters(lambda_offdiag, scale_loss)
-    dtype = _compute_dtype(views)
+    dtype = compute_dtype(views)
     stacked = torch.stack([v.to(dtype) for v in views])  # (V, N, D)
     with torch.autocast(device_type=stacked.device.type, enabled=False):
         standardized = [batch_standardize(z) for z in stacked.unbind(0)]

@@ -315,7 +315,10 @@ def resolve(name_or_path: Union[str, Path], check: bool = True) -> ResolvedModel
             f"{text} is not a published model: expected a folder with {CONFIG_NAME} and "
             f"{WEIGHTS_NAME} (made by `python -m train.publish RUN_DIR`).")
     else:
-        entry = get_entry(text)
+        try:
+            entry = get_entry(text)
+        except RuntimeError as exc:  # unknown name: not found, with the list of names
+            raise ModelNotFoundError(str(exc)) from None
         candidates = []
         if os.environ.get(HUB_DIR_ENV):
             candidates.append((Path(os.environ[HUB_DIR_ENV]).expanduser() / entry.name, "env"))

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._views import check_views
+
 __all__ = [
     "frossl_loss",
     "FroSSLLoss",
@@ -48,20 +50,6 @@ def invariance_loss(u: Tensor, mean_view: Tensor, num_views: int) -> Tensor:
     return num_views * u.shape[1] * F.mse_loss(u, mean_view)
 
 
-def _check_views(views: Sequence[Tensor]) -> None:
-    if not isinstance(views, (list, tuple)) or len(views) < 2:
-        count = len(views) if isinstance(views, (list, tuple)) else type(views).__name__
-        raise ValueError(f"FroSSL needs a list of at least 2 views, got {count}.")
-    shapes = [tuple(v.shape) for v in views]
-    for shape in shapes:
-        if len(shape) != 2:
-            raise ValueError(f"each view must be 2-D (batch_size, dim), got shapes {shapes}.")
-    if len(set(shapes)) != 1:
-        raise ValueError(f"all views must have the same shape, got {shapes}.")
-    if shapes[0][0] < 2:
-        raise ValueError(f"FroSSL needs a batch size of at least 2, got {shapes[0][0]}.")
-
-
 def frossl_loss(
     views: Sequence[Tensor],
     invariance_weight: float = 1.0,
@@ -87,7 +75,7 @@ def frossl_loss(
         ValueError: for fewer than 2 views, non-2-D or mismatched shapes,
             a batch of one, or non-finite inputs.
     """
-    _check_views(views)
+    check_views(views, "FroSSL")
     dtype = torch.promote_types(views[0].dtype, torch.float32)  # fp32 at least; fp64 stays
     stacked = torch.stack([v.to(dtype) for v in views])  # (V, N, D)
     if check_finite and not torch.isfinite(stacked).all():

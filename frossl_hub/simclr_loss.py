@@ -1,13 +1,14 @@
 """The SimCLR objective: NT-Xent contrastive loss over V >= 2 views, a FroSSL baseline."""
 from __future__ import annotations
 
-import functools
 import math
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._views import check_views, compute_dtype
 
 __all__ = [
     "simclr_loss",
@@ -19,30 +20,11 @@ __all__ = [
 MIN_TEMPERATURE = 1e-8  # as lightly's NTXentLoss: guards the division by the temperature
 
 
-def _check_views(views: Sequence[Tensor]) -> None:
-    if not isinstance(views, (list, tuple)) or len(views) < 2:
-        count = len(views) if isinstance(views, (list, tuple)) else type(views).__name__
-        raise ValueError(f"SimCLR needs a list of at least 2 views, got {count}.")
-    shapes = [tuple(v.shape) for v in views]
-    for shape in shapes:
-        if len(shape) != 2:
-            raise ValueError(f"each view must be 2-D (batch_size, dim), got shapes {shapes}.")
-    if len(set(shapes)) != 1:
-        raise ValueError(f"all views must have the same shape, got {shapes}.")
-    if shapes[0][0] < 2:
-        raise ValueError(f"SimCLR needs a batch size of at least 2, got {shapes[0][0]}.")
-
-
 def _check_temperature(temperature: float) -> None:
     if not math.isfinite(temperature) or temperature <= MIN_TEMPERATURE:
         raise ValueError(
             f"temperature must be a finite number > {MIN_TEMPERATURE}, got {temperature}."
         )
-
-
-def _compute_dtype(views: Sequence[Tensor]) -> torch.dtype:
-    """float32 at least; float64 inputs stay float64."""
-    return functools.reduce(torch.promote_types, [v.dtype for v in views], torch.float32)
 
 
 def similarity_logits(z: Tensor, temperature: float) -> Tensor:
@@ -84,9 +66,9 @@ def simclr_loss(views: Sequence[Tensor], temperature: float = 0.2) -> Tensor:
         ValueError: for fewer than 2 views, non-2-D or mismatched shapes, a batch
             of one, or a temperature that is not a finite number > 1e-8.
     """
-    _check_views(views)
+    check_views(views, "SimCLR")
     _check_temperature(temperature)
-    dtype = _compute_dtype(views)
+    dtype = compute_dtype(views)
     stacked = torch.stack([v.to(dtype) for v in views])  # (V, N, D)
     with torch.autocast(device_type=stacked.device.type, enabled=False):
         num_views, batch_size, _ = stacked.shape

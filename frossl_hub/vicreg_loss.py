@@ -1,7 +1,6 @@
 """The VICReg objective: variance, invariance and covariance terms, a FroSSL baseline."""
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from typing import Sequence
@@ -9,6 +8,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._views import check_views, compute_dtype
 
 __all__ = [
     "vicreg_loss",
@@ -22,20 +23,6 @@ __all__ = [
 VARIANCE_EPS = 1e-4  # added to the variance before the square root, as lightly and the authors
 
 
-def _check_views(views: Sequence[Tensor]) -> None:
-    if not isinstance(views, (list, tuple)) or len(views) < 2:
-        count = len(views) if isinstance(views, (list, tuple)) else type(views).__name__
-        raise ValueError(f"VICReg needs a list of at least 2 views, got {count}.")
-    shapes = [tuple(v.shape) for v in views]
-    for shape in shapes:
-        if len(shape) != 2:
-            raise ValueError(f"each view must be 2-D (batch_size, dim), got shapes {shapes}.")
-    if len(set(shapes)) != 1:
-        raise ValueError(f"all views must have the same shape, got {shapes}.")
-    if shapes[0][0] < 2:
-        raise ValueError(f"VICReg needs a batch size of at least 2, got {shapes[0][0]}.")
-
-
 def _check_hyperparameters(
     sim_weight: float, var_weight: float, cov_weight: float, eps: float
 ) -> None:
@@ -45,11 +32,6 @@ def _check_hyperparameters(
             raise ValueError(f"{name} must be a finite number >= 0, got {value}.")
     if not math.isfinite(eps) or eps <= 0:
         raise ValueError(f"eps must be a finite number > 0, got {eps}.")
-
-
-def _compute_dtype(views: Sequence[Tensor]) -> torch.dtype:
-    """float32 at least; float64 inputs stay float64."""
-    return functools.reduce(torch.promote_types, [v.dtype for v in views], torch.float32)
 
 
 def invariance_term(z_a: Tensor, z_b: Tensor) -> Tensor:
@@ -98,9 +80,9 @@ def vicreg_multiview_loss(
         ValueError: for fewer than 2 views, non-2-D or mismatched shapes, a batch
             of one, a negative or non-finite weight, or ``eps`` not a finite number > 0.
     """
-    _check_views(views)
+    check_views(views, "VICReg")
     _check_hyperparameters(sim_weight, var_weight, cov_weight, eps)
-    dtype = _compute_dtype(views)
+    dtype = compute_dtype(views)
     stacked = torch.stack([v.to(dtype) for v in views])  # (V, N, D)
     with torch.autocast(device_type=stacked.device.type, enabled=False):
         zs = stacked.unbind(0)

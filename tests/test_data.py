@@ -1,12 +1,9 @@
 """train.data: every reader on tiny data sets written in the real on-disk formats."""
 from __future__ import annotations
 
-import gzip
 import os
-import pickle
-import struct
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import List
 
 import numpy as np
 import pytest
@@ -14,7 +11,6 @@ import torch
 from PIL import Image
 
 import train.data as data_mod
-from frossl_hub.specs import get_dataset_spec
 from train.data import (
     ArrayDataset,
     DatasetError,

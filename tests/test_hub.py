@@ -188,7 +188,7 @@ def test_a_missing_path_is_not_found(tmp_path):
 
 def test_an_unknown_name_lists_the_catalog(monkeypatch):
     monkeypatch.delenv("FROSSL_HUB_DIR", raising=False)
-    with pytest.raises(RuntimeError, match="Available: .*frossl-resnet18-cifar100"):
+    with pytest.raises(ModelNotFoundError, match="Available: .*frossl-resnet18-cifar100"):
         frossl_hub.load("frossl-resnet18-mnist-typo")
 
 

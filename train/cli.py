@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from frossl_hub.objectives import get_objective, list_objectives
-from frossl_hub.specs import DATASET_SPECS, get_dataset_spec
+from frossl_hub.specs import DATASET_SPECS
 
 from .recipes import Recipe, get_recipe
 

@@ -418,7 +418,11 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
                     ssl_loss, parts = loss_fn(projs, return_parts=True)
                 else:
                     ssl_loss, parts = loss_fn(projs), {}
-                ce = sum(F.cross_entropy(lg.float(), labels, ignore_index=-1) for lg in logits) / len(logits)
+                # online probe on labelled images only (STL-10's unlabeled split has label -1);
+                # a sum over a clamped count stays finite when a batch has no labels at all
+                labelled = (labels >= 0).sum().clamp_min(1)
+                ce = sum(F.cross_entropy(lg.float(), labels, ignore_index=-1, reduction="sum")
+                         for lg in logits) / (labelled * len(logits))
                 loss = ssl_loss + ce
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
