@@ -127,6 +127,15 @@ def describe_hardware(device: torch.device, world: int = 1) -> str:
     return f"{model}, {torch.get_num_threads()} threads" + (f", {world} processes" if world > 1 else "")
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: the GPU's allocator peak, else this process's peak resident set."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """Deterministic shuffle of an epoch: depends only on (seed, epoch), so resume is exact."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -377,6 +386,7 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
             "knn_top1": knn_top1(feats_bank, labels_bank, feats_test, labels_test,
                                  len(data.classes), recipe.knn_k, recipe.knn_temperature),
         }
+        record["peak_memory_mb"] = peak_memory_mb(device)
         spectra = {"backbone": eigenspectrum(feats_test), "projector": eigenspectrum(projs_test)}
         record["effective_rank_backbone"] = effective_rank(spectra["backbone"])
         record["effective_rank_projector"] = effective_rank(spectra["projector"])
@@ -464,7 +474,8 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
                     metrics.write(final)
                     bar.write(f"step {step} epoch {step / steps_per_epoch:.2f}: online top-1 "
                               f"{final['online_top1']:.4f}, kNN top-1 {final['knn_top1']:.4f}")
-                    log_t0 = time.monotonic()  # evaluation time is not training throughput
+                    # evaluation time is not training throughput: restart the window
+                    log_sums, log_count, log_t0, log_step0 = {}, 0, time.monotonic(), step
                 if world > 1 and (step % eval_interval == 0 or step == stop_at):
                     dist.barrier()
 

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Equal-budget convergence study (issue 14): does FroSSL converge faster than SimCLR, Barlow
+# Twins and VICReg in the same trainer, on the same data, with the same minutes?
+#
+# Trains, strictly one after another: frossl (2 views), simclr, barlow, vicreg, frossl with 4
+# and with 8 views; same stem (--arch), batch size and wall-clock budget (--max-minutes, which
+# counts evaluations too). kNN top-1 every quarter epoch on a fixed test subset gives the
+# convergence curve. Each run is then probed with `python -m train.linear --random-baseline`
+# (cached features; includes the probe of an untrained backbone). Runs live in
+# runs/convergence[-DATASET]/<name> (git-ignored); their metrics.jsonl, config.json and
+# linear.json (never checkpoints or feature caches) are copied into RESULTS/runs/<name>, then
+# `python -m benchmarks.convergence` writes RESULTS/RESULTS.md and RESULTS/plots/.
+#
+# Usage (from anywhere; it works in the repository root):
+#   benchmarks/convergence/run_study.sh                       # Fashion-MNIST, 20 min per run
+#   MINUTES=5 ONLY="frossl simclr" benchmarks/convergence/run_study.sh
+#   DATASET=cifar10 DATA_DIR=.data/cifar-10-jpeg benchmarks/convergence/run_study.sh
+#
+# Environment (defaults in brackets):
+#   MINUTES [20]       wall-clock budget per run, evaluations included.
+#   EPOCHS [derived]   length of the cosine schedule of the 2-view runs. A run that stops at
+#                      the budget long before its schedule ends never anneals, one whose
+#                      schedule ends early idles at a tiny lr: both bias the comparison. The
+#                      default makes the schedule span about the budget:
+#                        EPOCHS = MINUTES*60 * IMAGES_PER_S * 0.85 / NUM_IMAGES
+#                      (0.85: share of the wall clock left after the quarter-epoch evaluations).
+#                      V-view runs cost about V/2 times more per image, so they get
+#                      EPOCHS*2/V epochs: every run's schedule spans about the same minutes.
+#                      Warm-up is a tenth of each run's schedule.
+#   IMAGES_PER_S [280] 2-view training throughput assumed for EPOCHS; 280 is what
+#                      frossl_resnet18 at batch 256 measured on the 2-thread AMD EPYC box
+#                      (runs/stem-compare). On other hardware, measure it (images/s in a
+#                      short run's metrics.jsonl) or set EPOCHS directly.
+#   NUM_IMAGES         pretraining images per epoch [fashion-mnist 60000, cifar10/100 50000].
+#   BATCH_SIZE [256]   ARCH [frossl_resnet18]   THREADS [torch default]   DEVICE [auto]
+#   DATASET [fashion-mnist]   DATA_DIR [the system copy for Fashion-MNIST; required otherwise]
+#   RUNS_ROOT [runs/convergence, runs/convergence-DATASET for other data sets]
+#   RESULTS [benchmarks/convergence, benchmarks/convergence/DATASET for other data sets]
+#   ONLY [all]         space-separated subset of: frossl simclr barlow vicreg frossl-4views
+#                      frossl-8views
+#   ALLOW_BUSY [0]     1: start even when another `python -m train` is running (the minutes
+#                      and images/s are then not comparable).
+#   DRY_RUN [0]        1: print the commands instead of running them.
+#
+# Re-running is safe: a run with linear.json is skipped; a trained run without one is only
+# probed; an interrupted run continues with --resume (its budget counts across sessions).
+# Delete runs/convergence/<name> to redo a run.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-.venv/bin/python}
+DATASET=${DATASET:-fashion-mnist}
+DATA_DIR=${DATA_DIR:-}
+MINUTES=${MINUTES:-20}
+BATCH_SIZE=${BATCH_SIZE:-256}
+ARCH=${ARCH:-frossl_resnet18}
+IMAGES_PER_S=${IMAGES_PER_S:-280}
+DEVICE=${DEVICE:-auto}
+ALLOW_BUSY=${ALLOW_BUSY:-0}
+DRY_RUN=${DRY_RUN:-0}
+if [[ $DATASET == fashion-mnist ]]; then
+  RUNS_ROOT=${RUNS_ROOT:-runs/convergence}
+  RESULTS=${RESULTS:-benchmarks/convergence}
+else
+  RUNS_ROOT=${RUNS_ROOT:-runs/convergence-$DATASET}
+  RESULTS=${RESULTS:-benchmarks/convergence/$DATASET}
+  [[ -n $DATA_DIR ]] || { echo "error: DATASET=$DATASET needs DATA_DIR=<folder of the data set>" >&2; exit 2; }
+fi
+case $DATASET in
+  fashion-mnist) NUM_IMAGES=${NUM_IMAGES:-60000} ;;
+  cifar10|cifar100) NUM_IMAGES=${NUM_IMAGES:-50000} ;;
+  *) NUM_IMAGES=${NUM_IMAGES:-} ;;
+esac
+if [[ -z ${EPOCHS:-} ]]; then
+  [[ -n $NUM_IMAGES ]] || { echo "error: set EPOCHS (or NUM_IMAGES) for DATASET=$DATASET" >&2; exit 2; }
+  EPOCHS=$(awk -v m="$MINUTES" -v ips="$IMAGES_PER_S" -v n="$NUM_IMAGES" \
+    'BEGIN { e = m * 60 * ips * 0.85 / n; if (e < 0.5) e = 0.5; printf "%.2f", e }')
+fi
+
+# name method views
+STUDY=(
+  "frossl frossl 2"
+  "simclr simclr 2"
+  "barlow barlow 2"
+  "vicreg vicreg 2"
+  "frossl-4views frossl 4"
+  "frossl-8views frossl 8"
+)
+
+NAMES=" "
+for entry in "${STUDY[@]}"; do NAMES+="${entry%% *} "; done
+if [[ -n ${ONLY:-} ]]; then
+  for want in $ONLY; do
+    [[ $NAMES == *" $want "* ]] || {
+      echo "error: ONLY names unknown run '$want'; runs:$NAMES" >&2
+      exit 2
+    }
+  done
+fi
+
+data_args=()
+[[ -n $DATA_DIR ]] && data_args=(--data-dir "$DATA_DIR")
+thread_args=()
+[[ -n ${THREADS:-} ]] && thread_args=(--threads "$THREADS")
+
+mkdir -p "$RUNS_ROOT" "$RESULTS/runs"
+exec 9>"$RUNS_ROOT/.lock"
+flock -n 9 || { echo "error: another run_study.sh holds $RUNS_ROOT/.lock; runs never overlap" >&2; exit 2; }
+
+log() { echo "[$(date '+%F %T')] $*"; }
+
+run() {  # run a command (its output appended to the log file $1), or print it under DRY_RUN=1
+  local logfile=$1
+  shift
+  if [[ $DRY_RUN == 1 ]]; then
+    printf '%q ' "$@"
+    echo ">>$logfile"
+  elif ! "$@" >>"$logfile" 2>&1; then
+    echo "error: '$*' failed; the end of $logfile:" >&2
+    tail -n 5 "$logfile" >&2
+    exit 1
+  fi
+}
+
+check_idle() {
+  # another training process would steal CPU/GPU time from an equal-minutes comparison
+  local others
+  others=$(pgrep -f -- '-m train( |$)' || true)
+  if [[ -n $others && $ALLOW_BUSY != 1 && $DRY_RUN != 1 ]]; then
+    echo "error: another training process is running (pid $others); wait for it, or set" \
+         "ALLOW_BUSY=1 knowing the minutes are then not comparable" >&2
+    exit 2
+  fi
+}
+
+selected() {
+  [[ -z ${ONLY:-} ]] && return 0
+  local want
+  for want in $ONLY; do [[ $want == "$1" ]] && return 0; done
+  return 1
+}
+
+train_run() {  # name method views
+  local name=$1 method=$2 views=$3 dir=$RUNS_ROOT/$1
+  local epochs warmup resume=()
+  epochs=$(awk -v e="$EPOCHS" -v v="$views" 'BEGIN { printf "%.3f", e * 2 / v }')
+  warmup=$(awk -v e="$epochs" 'BEGIN { printf "%.3f", e / 10 }')
+  [[ -f $dir/last.ckpt ]] && resume=(--resume)
+  check_idle
+  log "train $name: $method, $views views, $epochs epochs (warm-up $warmup), $MINUTES min${resume:+, resuming}"
+  run "$dir.log" "$PY" -m train --dataset "$DATASET" "${data_args[@]}" --out "$dir" --method "$method" \
+    --num-views "$views" --arch "$ARCH" --batch-size "$BATCH_SIZE" --epochs "$epochs" \
+    --warmup-epochs "$warmup" --max-minutes "$MINUTES" --eval-every-epochs 0.25 \
+    --knn-train-limit 10000 --eval-test-limit 2000 --spectrum-every-epochs 1 \
+    --device "$DEVICE" "${thread_args[@]}" "${resume[@]}" --no-probe --no-progress
+  [[ $DRY_RUN == 1 ]] || touch "$dir/.trained"
+}
+
+probe_run() {  # name
+  local dir=$RUNS_ROOT/$1
+  log "probe $1"
+  run "$dir.log" "$PY" -m train.linear "$dir" --random-baseline --device "$DEVICE" "${data_args[@]}"
+}
+
+copy_run() {  # name: the small JSON files only, never checkpoints or feature caches
+  local src=$RUNS_ROOT/$1 dst=$RESULTS/runs/$1 file
+  mkdir -p "$dst"
+  for file in metrics.jsonl config.json linear.json; do
+    [[ -f $src/$file ]] && cp "$src/$file" "$dst/$file"
+  done
+  return 0
+}
+
+log "study: $DATASET, $ARCH, batch $BATCH_SIZE, $MINUTES min per run, 2-view schedule $EPOCHS epochs"
+for entry in "${STUDY[@]}"; do
+  read -r name method views <<<"$entry"
+  selected "$name" || continue
+  [[ $DRY_RUN == 1 ]] || mkdir -p "$RUNS_ROOT/$name"
+  if [[ -f $RUNS_ROOT/$name/linear.json ]]; then
+    log "skip $name: already trained and probed"
+  else
+    [[ -f $RUNS_ROOT/$name/.trained ]] || train_run "$name" "$method" "$views"
+    probe_run "$name"
+  fi
+  [[ $DRY_RUN == 1 ]] || copy_run "$name"
+done
+
+if [[ $DRY_RUN == 1 ]]; then
+  printf '%q ' "$PY" -m benchmarks.convergence "$RESULTS/runs" --out "$RESULTS"
+  echo
+  exit 0
+fi
+"$PY" -m benchmarks.convergence "$RESULTS/runs" --out "$RESULTS"
+log "done: $RESULTS/RESULTS.md"

@@ -1,0 +1,104 @@
+"""The models shipped inside the package: load offline by name and score like their cards say."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import frossl_hub
+from frossl_hub._io import sha256_file
+from frossl_hub.catalog import CATALOG
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR10_ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar-10-jpeg.tar.xz"
+CIFAR10_FOLDER = REPO / ".data" / "cifar-10-jpeg"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+PER_CLASS = 100  # a fixed, class-balanced subset of the official test split
+TOLERANCE = 0.05  # |subset top-1 - card top-1|; 3 sigma of a 1,000-image estimate
+
+BUNDLED = [name for name, entry in sorted(CATALOG.items()) if entry.bundled]
+
+
+def _cifar10_test_subset() -> List[Tuple[Image.Image, int]]:
+    classes = list(frossl_hub.get_dataset_spec("cifar10").label_names)
+    if CIFAR10_FOLDER.is_dir():
+        return [(Image.open(path).convert("RGB"), label)
+                for label, cls in enumerate(classes)
+                for path in sorted((CIFAR10_FOLDER / "test" / cls).glob("*.jpg"))[:PER_CLASS]]
+    if not CIFAR10_ARCHIVE.is_file():
+        pytest.skip(f"CIFAR-10 JPEG data absent ({CIFAR10_FOLDER}, {CIFAR10_ARCHIVE})")
+    found = {cls: [] for cls in classes}
+    with tarfile.open(CIFAR10_ARCHIVE, "r:xz") as archive:  # streamed, never extracted to disk
+        for member in archive:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) >= 3 and parts[-3] == "test" and parts[-2] in found:
+                found[parts[-2]].append((member.name, archive.extractfile(member).read()))
+    return [(Image.open(io.BytesIO(data)).convert("RGB"), label)
+            for label, cls in enumerate(classes) for _, data in sorted(found[cls])[:PER_CLASS]]
+
+
+def _fashion_mnist_test_subset() -> List[Tuple[Image.Image, int]]:
+    if not FASHION_MNIST.is_dir():
+        pytest.skip(f"Fashion-MNIST absent ({FASHION_MNIST})")
+    from train.data import load_arrays
+
+    test = load_arrays("fashion-mnist", FASHION_MNIST, "test")
+    picked = torch.cat([(test.labels == c).nonzero().squeeze(1)[:PER_CLASS] for c in range(10)])
+    return [(Image.fromarray(test.images[i, 0].numpy(), "L"), int(test.labels[i])) for i in picked]
+
+
+SUBSETS = {"cifar10": _cifar10_test_subset, "fashion-mnist": _fashion_mnist_test_subset}
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_loads_offline_by_name(name, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("FROSSL_HUB_DIR", raising=False)
+    model = frossl_hub.load(name)
+    entry = CATALOG[name]
+    assert model.num_classes == entry.spec.num_classes
+    assert next(model.parameters()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_catalog_digest_and_metrics_match_the_bundled_files(name):
+    entry = CATALOG[name]
+    folder = entry.bundled_path
+    assert sha256_file(folder / entry.filename) == entry.sha256
+    card = (folder / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    values = {m["name"]: m["value"] for m in front["model-index"][0]["results"][0]["metrics"]}
+    assert values["Linear-probe top-1"] == round(100 * entry.metrics["linear_top1"], 2)
+    published = json.loads((folder / "metrics.json").read_text())["published"]
+    assert {k: v for k, v in published.items() if v is not None} == entry.metrics
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_weights_are_float16_and_fit_the_size_budget(name):
+    from safetensors import safe_open
+
+    path = CATALOG[name].bundled_path / CATALOG[name].filename
+    with safe_open(str(path), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys() if "num_batches" not in k} == {"F16"}
+    total = sum(p.stat().st_size for p in (REPO / "frossl_hub" / "bundled").rglob("*") if p.is_file())
+    assert total <= 48 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_scores_near_its_card_on_real_test_images(name):
+    entry = CATALOG[name]
+    subset = SUBSETS[entry.dataset]()
+    model = frossl_hub.load(name)
+    transform = frossl_hub.get_transform(model)
+    x = torch.stack([transform(img) for img, _ in subset])
+    labels = torch.tensor([label for _, label in subset])
+    with torch.inference_mode():
+        top1 = float((model(x).argmax(1) == labels).float().mean())
+    assert abs(top1 - entry.metrics["linear_top1"]) <= TOLERANCE, (top1, entry.metrics["linear_top1"])
