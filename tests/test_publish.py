@@ -57,7 +57,7 @@ def test_linear_probe_caches_features_and_reuses_them(run):
     caches = sorted(p.name for p in (run / "features").iterdir())
     assert any(name.startswith("train-step3") for name in caches)
     before = {p: p.stat().st_mtime_ns for p in (run / "features").iterdir()}
-    run_linear_probe(run, device="cpu", random_baseline=False)
+    run_linear_probe(run, device="cpu")  # same step, same data: nothing is extracted again
     assert {p: p.stat().st_mtime_ns for p in (run / "features").iterdir()} == before
 
 
@@ -176,3 +176,13 @@ def test_committed_model_cards_are_up_to_date(tmp_path):
 def test_unpublished_cards_say_so_and_give_the_command():
     card = card_for(frossl_hub.get_entry("frossl-resnet18-imagenet"))
     assert "not yet trained" in card and "python -m train" in card and "--dataset imagenet" in card
+
+
+def test_paper_protocol_probe_trains_on_augmented_images_and_reports(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("published", "features"))
+    result = run_linear_probe(copy, device="cpu", protocol="paper", random_baseline=False, epochs=3)
+    assert result["protocol"] == "paper" and 0.0 <= result["top1"] <= result["top5"] <= 1.0
+    assert json.loads((copy / LINEAR_NAME).read_text())["protocol"] == "paper"

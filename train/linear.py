@@ -9,6 +9,7 @@ optimiser per data set.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -125,7 +126,7 @@ def _fit_fast(train_x: Tensor, train_y: Tensor, num_classes: int, device: torch.
 
 
 def _fit_paper(backbone: nn.Module, train_ds: Any, recipe: Recipe, num_classes: int,
-               device: torch.device) -> Dict[str, Tensor]:
+               device: torch.device, epochs: Optional[int] = None) -> Dict[str, Tensor]:
     """The paper's protocol: 100 epochs over crops + flips, per-dataset optimiser and steps."""
     from .augment import ViewConfig, augment_view
 
@@ -133,6 +134,10 @@ def _fit_paper(backbone: nn.Module, train_ds: Any, recipe: Recipe, num_classes: 
         raise NotImplementedError("--protocol paper is implemented for in-memory data sets; use the "
                                   "default fast protocol for ImageFolder data sets.")
     protocol = LINEAR_PROTOCOLS[get_dataset_spec(recipe.dataset).name]
+    if epochs is not None:  # a shorter run keeps the milestones at the same fractions
+        scale = epochs / protocol.epochs
+        protocol = dataclasses.replace(protocol, epochs=epochs, milestones=tuple(
+            max(1, round(m * scale)) for m in protocol.milestones))
     spec = get_dataset_spec(recipe.dataset)
     head = nn.Linear(backbone.num_features, num_classes).to(device)
     lr = protocol.lr * (protocol.batch_size / 256 if protocol.scale_lr_by_batch else 1.0)
@@ -181,7 +186,8 @@ def probe_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Ten
 
 def run_linear_probe(run_dir: Path, device: str = "auto", data_dir: Optional[Path] = None,
                      cache_dir: Optional[Path] = None, protocol: str = "fast",
-                     random_baseline: Optional[bool] = None) -> Dict[str, Any]:
+                     random_baseline: Optional[bool] = None,
+                     epochs: Optional[int] = None) -> Dict[str, Any]:
     """Probe a run's backbone; writes RUN_DIR/linear.json and RUN_DIR/linear_head.safetensors.
 
     Args:
@@ -191,6 +197,7 @@ def run_linear_probe(run_dir: Path, device: str = "auto", data_dir: Optional[Pat
         protocol: "fast" (cached features) or "paper" (100 augmented epochs).
         random_baseline: also probe an untrained backbone of the same architecture
             (default: on for in-memory data sets).
+        epochs: paper protocol only: epochs instead of the protocol's 100.
     """
     from safetensors.torch import save_file
 
@@ -215,7 +222,7 @@ def run_linear_probe(run_dir: Path, device: str = "auto", data_dir: Optional[Pat
         result = probe_features(train_x, train_y, test_x, test_y, num_classes, dev, recipe)
         head = result.pop("head")
     else:
-        head = _fit_paper(backbone, train_ds, recipe, num_classes, dev)
+        head = _fit_paper(backbone, train_ds, recipe, num_classes, dev, epochs)
         acc = evaluate_head(head, test_x, test_y)
         result = {"top1": acc[1], "top5": acc[5],
                   "knn_top1": knn_top1(train_x, train_y, test_x, test_y, num_classes,
@@ -254,10 +261,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--random-baseline", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="paper protocol: epochs instead of 100 (milestones scale with it)")
     args = parser.parse_args(argv)
     try:
         run_linear_probe(args.run_dir, args.device, args.data_dir, args.cache_dir, args.protocol,
-                         args.random_baseline)
+                         args.random_baseline, args.epochs)
     except (CheckpointError, data_mod.DatasetError, ValueError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
