@@ -1,0 +1,135 @@
+"""Shared helpers of the benchmark scripts: the machine header, timing, tables, a tiny model.
+
+Imported by the scripts in this folder as ``import _common`` (Python puts a script's own
+folder first on ``sys.path``); it also puts the repository root on ``sys.path``, so the
+scripts run from a plain checkout as well as from an installed one.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Union
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402  (after the sys.path fix above)
+
+__all__ = ["REPO", "available_cores", "machine_lines", "print_header", "sync", "timed",
+           "table", "fmt_ratio", "free_port", "publish_tiny_model"]
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_lines(device: Optional[torch.device] = None) -> List[str]:
+    """What a result depends on: CPU, cores, torch threads, versions, GPU."""
+    import torchvision
+
+    lines = [
+        f"cpu: {_cpu_model()} ({os.cpu_count()} logical cores, {available_cores()} available)",
+        f"torch threads: {torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op",
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"torchvision {torchvision.__version__}",
+    ]
+    if torch.cuda.is_available():
+        index = device.index if device is not None and device.type == "cuda" and device.index is not None else 0
+        lines.append(f"gpu: {torch.cuda.get_device_name(index)} (CUDA {torch.version.cuda}, "
+                     f"{torch.cuda.device_count()} visible)")
+    else:
+        lines.append("gpu: none")
+    return lines
+
+
+def print_header(title: str, command: Sequence[str], device: Optional[torch.device] = None) -> None:
+    """The title, the exact command line and the machine, before any number."""
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # interleave with stderr
+    print(f"# {title}")
+    print(f"command: {' '.join(command)}")
+    for line in machine_lines(device):
+        print(line)
+    print()
+
+
+def sync(device: Union[torch.device, str, None]) -> None:
+    """Wait for queued GPU work, so a clock read after it covers it."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], steps: int, warmup: int,
+          device: Union[torch.device, str, None] = None) -> float:
+    """Seconds per call of ``fn`` over ``steps`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / max(1, steps)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A compact fixed-width table, first column left-aligned, the others right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
+
+
+def fmt_ratio(name: str, value: Optional[float], goal: str, ok: Optional[bool]) -> str:
+    """``name = 1.23  (goal >= 0.9: met)``; ``n/a`` where a side was not measured."""
+    if value is None:
+        return f"{name} = n/a  (goal {goal})"
+    verdict = "met" if ok else "NOT met"
+    return f"{name} = {value:.2f}  (goal {goal}: {verdict})"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def publish_tiny_model(folder: Path, dataset: str = "cifar10", seed: int = 0) -> Path:
+    """A random-init FroSSL ResNet18 published into ``folder`` (as tests/helpers.py does).
+
+    Speed does not depend on the weights, so benchmarks need no trained model.
+    """
+    import timm
+
+    import frossl_hub
+    from frossl_hub.catalog import get_entry
+    from frossl_hub.hub import model_config, save_pretrained
+    from frossl_hub.models import pretrained_cfg_for
+
+    spec = frossl_hub.get_dataset_spec(dataset)
+    torch.manual_seed(seed)
+    model = timm.create_model(get_entry(spec.name).architecture, num_classes=spec.num_classes,
+                              in_chans=spec.in_chans, pretrained_cfg_overlay=pretrained_cfg_for(spec))
+    return save_pretrained(model.state_dict(), folder, model_config(model))

@@ -1,0 +1,75 @@
+"""Smoke tests of the benchmark scripts: each runs a few iterations and exits 0.
+
+One torch thread everywhere: on a shared 2-core box, torch's OpenMP threads spin against
+other jobs and make small CPU steps many times slower (see tests/helpers.py).
+
+No timing is asserted here (speed claims live in benchmarks/RESULTS.md, measured on an
+idle machine); only that every script runs end to end with tiny settings and prints its
+ratios, and the correctness checks the scripts make themselves (the FroSSL reference
+gives the same values, no failed requests).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+TIMEOUT_S = 600  # generous: a loaded CI machine; the tiny settings take seconds when idle
+
+
+def run_script(name: str, args: List[str]) -> str:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, str(BENCH / name), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("# "), proc.stdout  # the header: title, command, machine
+    assert "torch threads:" in proc.stdout
+    return proc.stdout
+
+
+def test_train_throughput_runs_every_pipeline() -> None:
+    out = run_script("train_throughput.py", ["--dataset", "fashion-mnist", "--device", "cpu", "--steps", "2",
+                                             "--warmup", "1", "--batch-size", "4", "--arch", "frossl_resnet18",
+                                             "--workers", "1", "--threads", "1"])
+    for row in ("1  ceiling", "2  trainer", "3  usual", "augment_views alone", "DataLoader alone"):
+        assert row in out, out
+    assert "trainer / ceiling (2/1) = " in out and "(2/3) = " in out, out
+    assert "data: " in out
+
+
+def test_train_throughput_epoch_table() -> None:
+    out = run_script("train_throughput.py", ["--epoch-table", "--device", "cpu", "--steps", "1", "--warmup", "0",
+                                             "--batch-size", "4", "--threads", "1"])
+    for arch in ("frossl_resnet18_cifar", "frossl_resnet18 "):
+        assert arch in out, out
+    assert "Fashion-MNIST (60k" in out and "CIFAR-10 (50k" in out and "s/epoch" in out, out
+
+
+def test_loss_speed_reference_agrees() -> None:
+    out = run_script("loss_speed.py", ["--repeats", "2", "--warmup", "1", "--views", "2,4", "--n", "32",
+                                       "--d", "64", "--sizes", "16x32,64x32", "--threads", "1"])
+    assert "per-view time, V=4 / V=2 = " in out, out
+    assert "same loss values and gradients in every row: yes" in out, out
+
+
+def test_serve_throughput_starts_measures_and_stops_the_server() -> None:
+    out = run_script("serve_throughput.py", ["--clients", "1,2", "--requests", "4", "--seconds", "60",
+                                             "--raw-batches", "1,2", "--raw-seconds", "0.1",
+                                             "--server-args=--torch-threads 1"])
+    assert "service / raw at saturation" in out and "p99 / p50 latency at 2 clients" in out, out
+    assert "requests failed" not in out and "traceback" not in out.lower(), out
+
+
+def test_embed_throughput_names_its_bound() -> None:
+    out = run_script("embed_throughput.py", ["--images", "24", "--batch-size", "8", "--workers", "1", "--threads", "1"])
+    assert "embed / raw forward = " in out, out
+    assert "bound: decode-bound" in out or "bound: compute-bound" in out, out
