@@ -99,7 +99,12 @@ def _entry(dataset: str, small_stem: Optional[bool] = None, **kwargs: Any) -> Ca
 CATALOG: Dict[str, CatalogEntry] = {
     e.name: e
     for e in (
-        _entry("cifar10"),
+        _entry("cifar10", small_stem=False, status=PUBLISHED, bundled=True,
+               sha256="59aa783365e77e6a1e3167c04d8daf714995c45fde2e104ae578213759ba8bb3",
+               metrics={"linear_top1": 0.5867, "linear_top5": 0.9525, "knn_top1": 0.5586,
+                        "random_init_linear_top1": 0.2399, "epochs": 22.0, "train_minutes": 66.0},
+               notes="22 epochs on a 2-core CPU (standard resnet18 stem), trained and evaluated on "
+                     "the CIFAR-10 JPEG re-encoding (quality ~75), not the lossless release."),
         _entry("cifar100"),
         _entry("stl10"),
         _entry("tiny-imagenet"),

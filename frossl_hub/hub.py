@@ -135,8 +135,9 @@ def save_pretrained(
         for k, v in state_dict.items()
     }
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS_NAME),
-                  metadata={"format": "pt", "architecture": str(config["architecture"])})
+        # one metadata key: safetensors stores metadata as a hash map, so with several keys
+        # their order (and the file's sha256) would change from one publish to the next
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         extra = {CARD_NAME: _minimal_card(config), **(extra_files or {})}
         for name, content in extra.items():

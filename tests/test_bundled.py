@@ -102,3 +102,11 @@ def test_bundled_model_scores_near_its_card_on_real_test_images(name):
     with torch.inference_mode():
         top1 = float((model(x).argmax(1) == labels).float().mean())
     assert abs(top1 - entry.metrics["linear_top1"]) <= TOLERANCE, (top1, entry.metrics["linear_top1"])
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_readme_table_shows_the_catalog_numbers(name):
+    metrics = CATALOG[name].metrics
+    row = next(line for line in (REPO / "README.md").read_text().splitlines() if f"`{name}`" in line and "|" in line)
+    for key in ("linear_top1", "knn_top1", "random_init_linear_top1"):
+        assert f"{100 * metrics[key]:.2f}%" in row, key

@@ -144,6 +144,7 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Dict[
         "steps": linear.get("step"),
         "epochs_planned": f"{recipe.epochs:g}",
         "train_minutes": f"{float(linear.get('train_time_s', 0)) / 60:.1f}",
+        "wall_minutes": f"{float(linear.get('wall_time_s', linear.get('train_time_s', 0))) / 60:.1f}",
         "hardware": config.get("hardware", "unknown"),
         "torch_version": config.get("torch", torch.__version__),
         "command": recipe_command(recipe),
