@@ -42,7 +42,7 @@ def publish_tiny_model(
     Args:
         folder: target folder (must be missing or empty).
         dataset: data set whose input spec, labels and class count the model gets.
-        arch: timm architecture; default the catalog's (``frossl_resnet18_cifar`` for 28-32 px).
+        arch: timm architecture; default ``frossl_resnet18_cifar`` for 28-32 px data, else ``frossl_resnet18``.
         dtype: stored precision: float32, float16 or bfloat16.
         seed: torch seed for the weights, so two calls with one seed publish equal weights.
         num_classes: head size; default the data set's class count (0: no head).
@@ -50,12 +50,12 @@ def publish_tiny_model(
     import timm
 
     import frossl_hub
-    from frossl_hub.catalog import get_entry
+    from frossl_hub.catalog import SMALL_STEM_ARCH, STANDARD_STEM_ARCH
     from frossl_hub.hub import model_config, save_pretrained
     from frossl_hub.models import pretrained_cfg_for
 
     spec = frossl_hub.get_dataset_spec(dataset)
-    arch = arch or get_entry(spec.name).architecture
+    arch = arch or (SMALL_STEM_ARCH if spec.small_images else STANDARD_STEM_ARCH)
     classes = spec.num_classes if num_classes is None else num_classes
     torch.manual_seed(seed)
     model = timm.create_model(arch, num_classes=classes, in_chans=spec.in_chans,

@@ -16,6 +16,7 @@ from helpers import one_torch_thread, publish_tiny_model  # noqa: F401  (fixture
 
 REPO = Path(__file__).resolve().parents[1]
 NAME = "frossl-resnet18-cifar10"
+UNTRAINED = "frossl-resnet18-cifar100"  # a catalog model with no weights yet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -44,7 +45,8 @@ def test_list_prints_every_catalog_model_with_its_timm_name_and_status(capsys):
     lines = out.splitlines()
     assert code == 0
     assert [line.split()[0] for line in lines] == sorted(CATALOG)
-    assert "frossl_resnet18_cifar.cifar10" in lines[0] and "not yet trained" in lines[0]
+    first = CATALOG[sorted(CATALOG)[0]]
+    assert first.timm_name in lines[0] and first.status in lines[0]
 
 
 def test_list_filters_by_wildcard(capsys):
@@ -56,19 +58,20 @@ def test_list_filters_by_wildcard(capsys):
 def test_list_pretrained_shows_only_published_weights(capsys):
     code, out, _ = run(capsys, "list", "--pretrained")
     assert code == 0
-    assert out.split() == [n for n, e in sorted(CATALOG.items()) if e.has_weights]
+    assert [line.split()[0] for line in out.splitlines()] == [
+        n for n, e in sorted(CATALOG.items()) if e.has_weights]
 
 
 def test_info_of_an_untrained_model_shows_its_entry_and_how_to_get_it(capsys):
-    code, out, _ = run(capsys, "info", "cifar10")
+    code, out, _ = run(capsys, "info", "cifar100")
     info = json.loads(out)
     assert code == 0
-    assert info["name"] == NAME and info["status"] == "not yet trained"
+    assert info["name"] == UNTRAINED and info["status"] == "not yet trained"
     assert info["architecture"] == "frossl_resnet18_cifar"
-    assert info["num_classes"] == 10 and info["input_size"] == [3, 32, 32]
-    assert info["hf_hub_id"] == "frossl-hub/frossl-resnet18-cifar10"
+    assert info["num_classes"] == 100 and info["input_size"] == [3, 32, 32]
+    assert info["hf_hub_id"] == "frossl-hub/frossl-resnet18-cifar100"
     assert info["metrics"] == {} and info["found_at"] is None
-    assert "python -m train --dataset cifar10" in info["how_to_get"]
+    assert "python -m train --dataset cifar100" in info["how_to_get"]
 
 
 def test_info_of_a_model_in_frossl_hub_dir_shows_its_files_and_card(published, tmp_path,
@@ -126,9 +129,9 @@ def test_verify_of_a_corrupt_folder_exits_2_naming_the_file(published, tmp_path,
 
 
 def test_verify_of_an_untrained_catalog_model_says_how_to_train_it(capsys):
-    code, _, err = run(capsys, "verify", NAME)
+    code, _, err = run(capsys, "verify", UNTRAINED)
     assert code == 2
-    assert "Could not find weights" in err and "python -m train --dataset cifar10" in err
+    assert "Could not find weights" in err and "python -m train --dataset cifar100" in err
 
 
 def test_info_of_an_unknown_name_lists_the_available_ones(capsys):

@@ -18,7 +18,7 @@ from frossl_hub.catalog import CATALOG
 from frossl_hub.hub import read_sums, resolve, save_pretrained, verify
 from helpers import one_torch_thread, publish_tiny_model  # noqa: F401  (fixture)
 
-NAME = "frossl-resnet18-cifar10"
+NAME = "frossl-resnet18-cifar100"  # a catalog model with no weights yet (cifar10 is bundled)
 CIFAR10_LABELS = list(frossl_hub.get_dataset_spec("cifar10").label_names)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -237,7 +237,7 @@ def test_load_by_catalog_name_or_short_name(hub_dir, published):
     x = torch.randn(1, 3, 32, 32)
     expected = frossl_hub.load(published)(x)
     assert torch.equal(frossl_hub.load(NAME)(x), expected)
-    assert torch.equal(frossl_hub.load("cifar10")(x), expected)
+    assert torch.equal(frossl_hub.load("cifar100")(x), expected)
 
 
 def test_by_name_without_a_catalog_digest_the_folder_sums_are_checked(hub_dir):
@@ -287,7 +287,7 @@ def test_untrained_catalog_name_says_where_it_looked_and_how_to_train_it(offline
     message = str(info.value)
     assert str(tmp_path / "empty_hub" / NAME) in message
     assert "bundled" in message
-    assert "python -m train --dataset cifar10" in message
+    assert "python -m train --dataset cifar100" in message
     assert "not trained yet" in message
 
 

@@ -213,9 +213,8 @@ def test_models_lists_card_facts_limits_and_batching(client: TestClient) -> None
 
 def test_models_reads_catalog_metrics_for_catalog_names(
         tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    name = "frossl-resnet18-cifar10"
-    publish_tiny(tmp_path / name)
-    monkeypatch.setenv("FROSSL_HUB_DIR", str(tmp_path))
+    name = "frossl-resnet18-cifar10"  # the bundled model
+    monkeypatch.delenv("FROSSL_HUB_DIR", raising=False)
     with TestClient(create_app(Settings(models=(ModelSpec.parse(name),)))) as test_client:
         assert wait_ready(test_client).status_code == 200
         (card,) = test_client.get("/v1/models").json()["data"]
