@@ -59,7 +59,6 @@ try:  # `python benchmarks/NAME.py` puts this folder on sys.path; `python -m ben
 except ImportError:
     from benchmarks import _common
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from frossl_hub.catalog import SMALL_STEM_ARCH, STANDARD_STEM_ARCH
@@ -68,7 +67,8 @@ from train import data as data_mod
 from train.augment import ViewConfig, augment_views, blur_kernel_size
 from train.optim import LARS, param_groups, warmup_cosine
 from train.recipes import Recipe, get_recipe, view_configs
-from train.trainer import TrainingError, _amp_dtype, _build_model, _Data, _epoch_batches, _resolve_device
+from train.trainer import (TrainingError, _amp_dtype, _build_model, _Data, _epoch_batches, _resolve_device,
+                           optimization_step)
 
 DEFAULT_CIFAR_DIR = _common.REPO / ".data" / "cifar-10-jpeg"
 # benchmark name -> (recipe, synthetic pool size: None = the real data set's size)
@@ -130,9 +130,8 @@ def load_source(name: str, recipe: Recipe, data_dir: Optional[Path], pool: int) 
 class TrainerStep:
     """One optimisation step exactly as the loop of ``train.trainer.train`` runs it.
 
-    The trainer's step is inline in its loop, so its body is mirrored here line by line
-    (learning-rate schedule, autocast forward, FroSSL loss with parts, online-probe
-    cross-entropy, backward, LARS step, on-device log sums); keep the two in step.
+    It calls the trainer's own ``optimization_step`` with the same schedule and on-device
+    log sums, so the benchmark measures the code users run.
     """
 
     def __init__(self, recipe: Recipe, spec: DatasetSpec, device: torch.device, compile_model: bool,
@@ -155,26 +154,14 @@ class TrainerStep:
         model.train()
 
     def __call__(self, views: List[Tensor], labels: Tensor) -> None:
-        recipe, optimizer = self.recipe, self.optimizer
-        for group in optimizer.param_groups:
+        for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * warmup_cosine(self.step, self.total_steps, self.warmup_steps)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            _, projs, logits = self.train_module(views)
-        ssl_loss, parts = self.loss_fn(projs, return_parts=True)
-        labelled = (labels >= 0).sum().clamp_min(1)
-        ce = sum(F.cross_entropy(lg.float(), labels, ignore_index=-1, reduction="sum")
-                 for lg in logits) / (labelled * len(logits))
-        loss = ssl_loss + ce
-        optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        logged = optimization_step(self.train_module, self.loss_fn, self.optimizer, self.scaler, views,
+                                   labels, self.recipe.method == "frossl", self.amp_dtype, self.device)
         self.step += 1
-        for key, value in {"loss": ssl_loss.detach(), "online_ce": ce.detach(),
-                           **{k: v.mean() for k, v in parts.items()}}.items():
-            self.log_sums[key] = self.log_sums.get(key, 0) + value.float()
-        if self.step % recipe.log_every_steps == 0:  # the trainer reads the sums on the host here
+        for key, value in logged.items():
+            self.log_sums[key] = self.log_sums.get(key, 0) + value
+        if self.step % self.recipe.log_every_steps == 0:  # the trainer reads the sums on the host here
             float(self.log_sums["loss"])
             self.log_sums = {}
 

@@ -28,7 +28,7 @@ from .evaluation import effective_rank, eigenspectrum, extract_features, knn_top
 from .optim import LARS, param_groups, warmup_cosine
 from .recipes import Recipe, view_configs
 
-__all__ = ["RunOptions", "SSLModel", "train", "describe_hardware", "TrainingError", "CONFIG_NAME", "METRICS_NAME"]
+__all__ = ["RunOptions", "SSLModel", "train", "describe_hardware", "optimization_step", "TrainingError", "CONFIG_NAME", "METRICS_NAME"]
 
 CONFIG_NAME = "config.json"  # resolved recipe + options of a run
 METRICS_NAME = "metrics.jsonl"  # one JSON object per line: step logs, evals, spectra
@@ -421,23 +421,8 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
                     views = [augment_view(images[:, v], cfg, spec.mean, spec.std, generator=aug_gen,
                                           channels_last=opts.channels_last)
                              for v, cfg in enumerate(views_cfg)]
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
-                                    enabled=amp_dtype is not None):
-                    _, projs, logits = train_module(views)
-                if recipe.method == "frossl":
-                    ssl_loss, parts = loss_fn(projs, return_parts=True)
-                else:
-                    ssl_loss, parts = loss_fn(projs), {}
-                # online probe on labelled images only (STL-10's unlabeled split has label -1);
-                # a sum over a clamped count stays finite when a batch has no labels at all
-                labelled = (labels >= 0).sum().clamp_min(1)
-                ce = sum(F.cross_entropy(lg.float(), labels, ignore_index=-1, reduction="sum")
-                         for lg in logits) / (labelled * len(logits))
-                loss = ssl_loss + ce
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                logged = optimization_step(train_module, loss_fn, optimizer, scaler, views, labels,
+                                           recipe.method == "frossl", amp_dtype, device)
                 step += 1
                 bar.update(1)
                 elapsed_train += time.monotonic() - t_step
@@ -449,9 +434,8 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
                         over = bool(flag[0])
                     if over:
                         stop_at = step
-                for key, value in {"loss": ssl_loss.detach(), "online_ce": ce.detach(),
-                                   **{k: v.mean() for k, v in parts.items()}}.items():
-                    log_sums[key] = log_sums.get(key, 0) + value.float()
+                for key, value in logged.items():
+                    log_sums[key] = log_sums.get(key, 0) + value
                 log_count += 1
 
                 if step % recipe.log_every_steps == 0 or step == stop_at:
@@ -502,6 +486,31 @@ def train(recipe: Recipe, opts: RunOptions) -> Dict[str, Any]:
     if world > 1:
         dist.barrier()
     return final
+
+
+def optimization_step(train_module: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                      scaler: torch.amp.GradScaler, views: List[Tensor], labels: Tensor,
+                      with_parts: bool, amp_dtype: Optional[torch.dtype],
+                      device: torch.device) -> Dict[str, Tensor]:
+    """One training step (forward per view, SSL loss + online probe, backward, optimiser).
+
+    Returns detached on-device scalars to log; nothing here reads a value on the host.
+    The learning rate is set by the caller.
+    """
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        _, projs, logits = train_module(views)
+    ssl_loss, parts = loss_fn(projs, return_parts=True) if with_parts else (loss_fn(projs), {})
+    # online probe on labelled images only (STL-10's unlabeled split has label -1);
+    # a sum over a clamped count stays finite when a batch has no labels at all
+    labelled = (labels >= 0).sum().clamp_min(1)
+    ce = sum(F.cross_entropy(lg.float(), labels, ignore_index=-1, reduction="sum")
+             for lg in logits) / (labelled * len(logits))
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(ssl_loss + ce).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return {"loss": ssl_loss.detach().float(), "online_ce": ce.detach().float(),
+            **{k: v.mean().float() for k, v in parts.items()}}
 
 
 def _features(model: SSLModel, ds: Any, recipe: Recipe, spec: Any, amp_dtype: Optional[torch.dtype],
