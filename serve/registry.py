@@ -8,7 +8,6 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -20,10 +19,10 @@ from .errors import ApiError
 from .images import preprocess_images
 from .inputs import ImageRequest
 from .metrics import ServiceMetrics
+from .schemas import ModelInfo
 
 __all__ = [
     "ModelHandle",
-    "ModelInfo",
     "ModelRegistry",
     "describe_model",
     "preprocess_threads_for",
@@ -34,25 +33,6 @@ __all__ = [
 _logger = logging.getLogger("serve")
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What /v1/models says about a model."""
-
-    name: str
-    source: str
-    architecture: str
-    dataset: Optional[str]
-    embedding_dim: int
-    num_classes: int
-    label_names: Optional[List[str]]
-    input_size: List[int]
-    metrics: Dict[str, Any]
-    device: str
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
 
 
 def resolve_device(device: str) -> torch.device:

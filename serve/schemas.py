@@ -10,6 +10,7 @@ __all__ = [
     "EmbeddingRequest",
     "EmbeddingResponse",
     "ModelCard",
+    "ModelInfo",
     "ModelList",
     "PredictionOptions",
     "PredictionRequest",
@@ -85,7 +86,11 @@ class PredictionResponse(BaseModel):
     data: List[ImagePredictions]
 
 
-class ModelCard(BaseModel):
+class ModelInfo(BaseModel):
+    """What the service knows of a loaded model (built once by the registry)."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str
     source: str
     architecture: str
@@ -96,6 +101,11 @@ class ModelCard(BaseModel):
     input_size: List[int]
     metrics: Dict[str, Any]
     device: str
+
+
+class ModelCard(ModelInfo):
+    """A model in /v1/models: its info and whether requests without ``model`` get it."""
+
     default: bool
 
 

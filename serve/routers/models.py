@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_
 
 def _card(registry: ModelRegistry, name: str) -> Dict[str, Any]:
     handle = registry.get(name)
-    return dict(handle.info.to_dict(), default=handle.name == registry.default_name)
+    return dict(handle.info.model_dump(), default=handle.name == registry.default_name)
 
 
 @router.get("/models", response_model=ModelList, summary="List the served models")
