@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -165,12 +166,24 @@ def test_recipe_command_reproduces_the_recipe():
     assert recipe_from_args(build_parser().parse_args(argv)) == recipe
 
 
-def test_committed_model_cards_are_up_to_date(tmp_path):
-    generated = generate_cards(tmp_path)
-    for name, path in generated.items():
+def test_committed_model_cards_are_up_to_date():
+    for name, entry in frossl_hub.CATALOG.items():
         committed = CARDS_DIR / f"{name}.md"
         assert committed.is_file(), f"run `python -m train.cards`: {committed} is missing"
-        assert committed.read_text() == path.read_text(), f"run `python -m train.cards`: {name} changed"
+        assert committed.read_text() == card_for(entry, card_dir=CARDS_DIR), \
+            f"run `python -m train.cards`: {name} changed"
+
+
+def test_committed_model_cards_link_to_plots_that_exist():
+    for card in CARDS_DIR.glob("frossl-*.md"):
+        for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card.read_text()):
+            assert (CARDS_DIR / link).is_file(), f"{card.name} links to missing {link}"
+
+
+def test_generate_cards_writes_one_card_per_catalog_model(tmp_path):
+    generated = generate_cards(tmp_path)
+    assert sorted(generated) == sorted(frossl_hub.CATALOG)
+    assert all(path.parent == tmp_path and path.is_file() for path in generated.values())
 
 
 def test_unpublished_cards_say_so_and_give_the_command():

@@ -7,6 +7,7 @@ command that produces them. Tests check the committed cards equal what this gene
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
@@ -58,15 +59,23 @@ The paper's recipe ({recipe.epochs:g} epochs, batch {recipe.batch_size}, LARS lr
 """
 
 
-def card_for(entry: CatalogEntry) -> str:
-    """The card of one catalog model: its shipped card when published, else how to make it."""
+def _link_plots(card: str, folder: Path, card_dir: Path) -> str:
+    """Point the card's ``plots/...`` images at the weights folder, as seen from ``card_dir``."""
+    rel = Path(os.path.relpath(folder / "plots", card_dir)).as_posix()
+    return card.replace("](plots/", f"]({rel}/")
+
+
+def card_for(entry: CatalogEntry, card_dir: Optional[Path] = None) -> str:
+    """The card of one catalog model: its shipped card when published, else how to make it.
+    With ``card_dir``, the shipped card's plot links are rewritten to work from there."""
     if entry.has_weights:
         try:
             folder = resolve(entry.name, check=False).folder
         except ModelNotFoundError:
             folder = None
         if folder is not None and (folder / "README.md").is_file():
-            return (folder / "README.md").read_text(encoding="utf-8")
+            card = (folder / "README.md").read_text(encoding="utf-8")
+            return card if card_dir is None else _link_plots(card, folder, Path(card_dir))
     return _unpublished_card(entry)
 
 
@@ -74,7 +83,7 @@ def generate_cards(out_dir: Path = CARDS_DIR) -> Dict[str, Path]:
     """Write one card per catalog model into ``out_dir``; returns {name: path}."""
     written = {}
     for name, entry in sorted(CATALOG.items()):
-        text = card_for(entry)
+        text = card_for(entry, card_dir=Path(out_dir).resolve())
         path = Path(out_dir) / f"{name}.md"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
             atomic_write(path, lambda p, t=text: p.write_text(t, encoding="utf-8"))
