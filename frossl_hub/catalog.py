@@ -110,7 +110,12 @@ CATALOG: Dict[str, CatalogEntry] = {
         _entry("tiny-imagenet"),
         _entry("imagenet100"),
         _entry("imagenet"),
-        _entry("fashion-mnist"),
+        _entry("fashion-mnist", small_stem=False, status=PUBLISHED, bundled=True,
+               sha256="f1f10932ac12347137a55180ab4075d6f3d12aa2135264672b74af1fc537cf6c",
+               metrics={"linear_top1": 0.8644, "linear_top5": 0.9988, "knn_top1": 0.8496,
+                        "random_init_linear_top1": 0.2527, "epochs": 30.0, "train_minutes": 95.0},
+               notes="30 epochs on a 2-core CPU (standard resnet18 stem), on the real "
+                     "Fashion-MNIST (Debian dataset-fashion-mnist)."),
     )
 }
 

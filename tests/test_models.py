@@ -51,7 +51,7 @@ def test_catalog_entry_describes_weights_input_and_labels(dataset):
 
 
 @pytest.mark.parametrize("dataset, arch", [("cifar100", "frossl_resnet18_cifar"),
-                                           ("fashion-mnist", "frossl_resnet18_cifar"),
+                                           ("fashion-mnist", "frossl_resnet18"),  # bundled: standard stem
                                            ("stl10", "frossl_resnet18"),
                                            ("imagenet", "frossl_resnet18")])
 def test_small_image_datasets_get_the_small_stem(dataset, arch):
@@ -145,7 +145,7 @@ def test_untagged_pretrained_cfgs_describe_the_default_inputs():
 
 
 def test_tagged_pretrained_cfg_takes_the_datasets_spec():
-    model = timm.create_model("frossl_resnet18_cifar.fashion_mnist", in_chans=1)
+    model = timm.create_model("frossl_resnet18.fashion_mnist", in_chans=1)
     cfg = model.pretrained_cfg
     assert tuple(cfg["input_size"]) == (1, 28, 28) and tuple(cfg["mean"]) == (0.2860,)
     assert model.num_classes == 10 and cfg["label_names"][0] == "T-shirt/top"
