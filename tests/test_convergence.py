@@ -1,7 +1,7 @@
 """The convergence report (benchmarks/convergence) on tiny synthetic runs with known curves.
 
 Three fake runs, evaluations one minute apart, best final kNN top-1 0.90 (frossl), so the
-thresholds are 0.765 (85%) and 0.81 (90%):
+thresholds of `--thresholds 0.85 0.9` are 0.765 (85%) and 0.81 (90%):
 
 * frossl (2 views): 0.50 0.70 0.80 0.90 at 1, 2, 3, 4 min -> 85% at 3.0 min / step 300,
   90% at 4.0 min / step 400; has linear.json and a random-init baseline.
@@ -74,7 +74,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
     root = tmp_path_factory.mktemp("study")
     runs = make_study(root)
     out = root / "out"
-    assert main([str(runs), "--out", str(out)]) == 0
+    assert main([str(runs), "--out", str(out), "--thresholds", "0.85", "0.9"]) == 0
     return {"runs": runs, "out": out, "text": (out / "RESULTS.md").read_text()}
 
 
@@ -91,7 +91,7 @@ def table_rows(text: str) -> Dict[str, Dict[str, str]]:
 
 def test_summary_numbers_are_what_the_curves_imply(study: Dict[str, Any]) -> None:
     runs = report.find_runs([study["runs"]])
-    summary = report.summarize(runs)
+    summary = report.summarize(runs, (0.85, 0.90))
     assert [r.name for r in runs] == ["frossl", "simclr", "vicreg"]
     assert summary.best_final == pytest.approx(0.90) and summary.best_run == "frossl"
     assert summary.targets == pytest.approx({0.85: 0.765, 0.90: 0.81})
@@ -141,10 +141,38 @@ def test_definition_and_finding_are_documented(study: Dict[str, Any]) -> None:
 def test_finding_when_frossl_is_clearly_faster(tmp_path: Path) -> None:
     runs = report.find_runs([make_study(tmp_path, frossl_knn=(0.80, 0.85, 0.88, 0.90),
                                         frossl_wall=(20, 40, 60, 80))])
-    summary = report.summarize(runs)
+    summary = report.summarize(runs, (0.85, 0.90))
     finding = report.render_finding(runs, summary)
     assert finding.startswith("FroSSL was faster here, at every threshold.")
     assert "reached first by frossl (FroSSL, 2 views) after 0.3 min (step 100)" in finding
+
+
+def test_default_thresholds_reach_close_to_the_final_accuracy(tmp_path: Path) -> None:
+    """Without --thresholds the table also times 95% and 97% of the best final kNN top-1
+    (85.5% and 87.3% here), which simclr (final 85%) never reaches."""
+    out = tmp_path / "out"
+    assert main([str(make_study(tmp_path)), "--out", str(out)]) == 0
+    text = (out / "RESULTS.md").read_text()
+    assert "85% = 76.5%, 90% = 81.0%, 95% = 85.5%, 97% = 87.3%" in text
+    frossl, simclr = (table_rows(text)[name] for name in ("frossl", "simclr"))
+    assert (frossl["min to 95%"], frossl["min to 97%"]) == ("4.0", "4.0")
+    assert (simclr["min to 95%"], simclr["min to 97%"]) == ("never", "never")
+
+
+def test_threshold_outside_zero_one_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(make_study(tmp_path)), "--out", str(tmp_path / "out"), "--thresholds", "1.5"])
+    assert exit_info.value.code == 2
+    assert "threshold '1.5' must be a fraction in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_mixed_finding_names_each_outcome(tmp_path: Path) -> None:
+    """Default thresholds on the fixture: ties at 85%/90% (within one evaluation interval),
+    only FroSSL reaches 95%/97%."""
+    runs = report.find_runs([make_study(tmp_path)])
+    finding = report.render_finding(runs, report.summarize(runs))
+    assert finding.startswith("Mixed: FroSSL was faster at 95%, 97%; no measurable difference at 85%, 90%.")
 
 
 def test_plots_are_png_files_and_writes_are_atomic(study: Dict[str, Any]) -> None:

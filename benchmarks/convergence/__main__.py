@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .report import RESULTS_NAME, ReportError, write_report
+from .report import RESULTS_NAME, THRESHOLDS, ReportError, write_report
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_RUNS = HERE / "runs"  # where run_study.sh copies each run's metrics, config and probe
@@ -25,13 +25,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"run folders or folders of runs (default: {DEFAULT_RUNS})")
     parser.add_argument("--out", type=Path, default=HERE,
                         help=f"where {RESULTS_NAME} and plots/ go (default: {HERE})")
+    parser.add_argument("--thresholds", type=_fraction, nargs="+", default=list(THRESHOLDS),
+                        metavar="FRACTION",
+                        help="fractions of the best final kNN top-1 to time each run to "
+                             f"(default: {' '.join(f'{t:g}' for t in THRESHOLDS)})")
     return parser
+
+
+def _fraction(text: str) -> float:
+    """A threshold in (0, 1]; argparse turns the ValueError into a usage error naming it."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"threshold {text!r} must be a fraction in (0, 1]")
+    return value
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        written = write_report(args.runs or [DEFAULT_RUNS], args.out)
+        written = write_report(args.runs or [DEFAULT_RUNS], args.out, sorted(set(args.thresholds)))
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,8 +6,8 @@ Input: run folders made by ``python -m train`` (or copies holding only ``metrics
 
 Convergence is read off each run's kNN curve (the trainer's periodic kNN top-1 on a fixed
 test subset). The reference is the *best final accuracy*: the highest final kNN top-1 (last
-evaluation of a run) over all runs. A run reaches a threshold (85% or 90% of it) at its
-first evaluation whose kNN top-1 is at or above it; the minutes are wall-clock
+evaluation of a run) over all runs. A run reaches a threshold (a fraction of it: 85%, 90%,
+95%, 97% by default) at its first evaluation whose kNN top-1 is at or above it; the minutes are wall-clock
 (``wall_time_s``: training and evaluations, the same clock as ``--max-minutes``), so the
 resolution is one evaluation interval. No interpolation: the numbers are what was measured.
 """
@@ -25,7 +25,10 @@ __all__ = ["atomic_write", "ReportError", "Run", "Crossing", "Summary", "THRESHO
            "load_run", "find_runs", "first_crossing", "summarize", "render_table", "render_finding",
            "render_markdown", "write_plots", "write_report"]
 
-THRESHOLDS = (0.85, 0.90)  # fractions of the best final kNN top-1
+# Fractions of the best final kNN top-1. 85% and 90% are the issue's; on easy data (Fashion-MNIST
+# kNN passes 70% within 60 steps) every method crosses those at its first evaluation, so 95% and
+# 97% are there to separate methods near the end of the curve.
+THRESHOLDS = (0.85, 0.90, 0.95, 0.97)
 RESULTS_NAME = "RESULTS.md"
 PLOT_DIR = "plots"
 PLOT_NAMES = ("accuracy_vs_minutes.png", "accuracy_vs_steps.png", "effective_rank_vs_steps.png",
@@ -368,6 +371,18 @@ def _times(runs: Sequence[Run], summary: Summary, frac: float) -> str:
     return ", ".join(text(run) for run in sorted(runs, key=key))
 
 
+def _mixed_verdict(summary: Summary, outcomes: Sequence[str]) -> str:
+    """'Mixed: FroSSL was faster at 95%; no measurable difference at 85%, 90%; ...'."""
+    wording = {"faster": "FroSSL was faster at", "tie": "no measurable difference at",
+               "slower": "FroSSL was slower at", "none": "no run reached"}
+    parts = []
+    for outcome, words in wording.items():
+        fracs = [_frac(f) for f, o in zip(summary.targets, outcomes) if o == outcome]
+        if fracs:
+            parts.append(f"{words} {', '.join(fracs)}")
+    return "Mixed: " + "; ".join(parts) + "."
+
+
 def render_finding(runs: Sequence[Run], summary: Summary) -> str:
     """A short paragraph computed from the numbers: who reached each threshold first, the
     FroSSL-vs-baselines verdict and the final ranking. Neutral wording, no claims beyond data."""
@@ -396,10 +411,7 @@ def render_finding(runs: Sequence[Run], summary: Summary) -> str:
     elif not any(o == "faster" for o in outcomes):
         verdict = "FroSSL was not faster here."
     else:
-        verdict = ("Mixed: FroSSL was faster at "
-                   + ", ".join(_frac(f) for f, o in zip(summary.targets, outcomes) if o == "faster")
-                   + " but not at "
-                   + ", ".join(_frac(f) for f, o in zip(summary.targets, outcomes) if o != "faster") + ".")
+        verdict = _mixed_verdict(summary, outcomes)
     caveat = ("One seed per run and one budget: run-to-run variation is not measured, and crossing "
               "times are only as fine as the evaluation interval.")
     return " ".join([verdict] + sentences + [_ranking(runs), caveat])
@@ -559,10 +571,11 @@ def write_plots(runs: Sequence[Run], summary: Summary, out_dir: Path) -> List[Pa
     ]
 
 
-def write_report(paths: Sequence[Path], out_dir: Path) -> List[Path]:
+def write_report(paths: Sequence[Path], out_dir: Path,
+                 thresholds: Sequence[float] = THRESHOLDS) -> List[Path]:
     """Read the runs under ``paths``; write RESULTS.md and the plots into ``out_dir``."""
     runs = find_runs(paths)
-    summary = summarize(runs)
+    summary = summarize(runs, thresholds)
     out_dir = Path(out_dir)
     written = write_plots(runs, summary, out_dir / PLOT_DIR)
     text = render_markdown(runs, summary)
