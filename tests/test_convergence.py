@@ -224,3 +224,4 @@ def test_study_script_dry_run(tmp_path: Path) -> None:
     assert "--num-views 8" in trains[-1] and "--epochs 1.000 " in trains[-1]  # 4 * 2 / 8
     assert all("--random-baseline" in p for p in probes)
     assert "-m benchmarks.convergence" in done.stdout.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []  # printing the plan creates nothing

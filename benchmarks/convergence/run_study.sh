@@ -103,9 +103,11 @@ data_args=()
 thread_args=()
 [[ -n ${THREADS:-} ]] && thread_args=(--threads "$THREADS")
 
-mkdir -p "$RUNS_ROOT" "$RESULTS/runs"
-exec 9>"$RUNS_ROOT/.lock"
-flock -n 9 || { echo "error: another run_study.sh holds $RUNS_ROOT/.lock; runs never overlap" >&2; exit 2; }
+if [[ $DRY_RUN != 1 ]]; then  # a dry run only prints: it creates no folder and takes no lock
+  mkdir -p "$RUNS_ROOT" "$RESULTS/runs"
+  exec 9>"$RUNS_ROOT/.lock"
+  flock -n 9 || { echo "error: another run_study.sh holds $RUNS_ROOT/.lock; runs never overlap" >&2; exit 2; }
+fi
 
 log() { echo "[$(date '+%F %T')] $*"; }
 
