@@ -167,6 +167,10 @@ def test_threshold_outside_zero_one_is_a_usage_error(tmp_path: Path, capsys: pyt
     assert not (tmp_path / "out").exists()
 
 
+def test_report_says_how_to_reproduce_the_study(study: Dict[str, Any]) -> None:
+    assert "**Reproduce.** `MINUTES=5 benchmarks/convergence/run_study.sh`" in study["text"]
+
+
 def test_mixed_finding_names_each_outcome(tmp_path: Path) -> None:
     """Default thresholds on the fixture: ties at 85%/90% (within one evaluation interval),
     only FroSSL reaches 95%/97%."""

@@ -417,6 +417,18 @@ def render_finding(runs: Sequence[Run], summary: Summary) -> str:
     return " ".join([verdict] + sentences + [_ranking(runs), caveat])
 
 
+def _study_command(runs: Sequence[Run]) -> str:
+    """The run_study.sh invocation that makes runs like these (the set-up they share)."""
+    env = []
+    dataset, same_data = _shared(runs, lambda r: r.recipe.get("dataset"))
+    if same_data and dataset not in ("fashion-mnist", DASH):
+        env.append(f"DATASET={dataset} DATA_DIR=<its folder>")
+    minutes, same_budget = _shared(runs, lambda r: (r.config.get("options") or {}).get("max_minutes"))
+    if same_budget and minutes != DASH:
+        env.append(f"MINUTES={float(minutes):g}")
+    return " ".join(env + ["benchmarks/convergence/run_study.sh"])
+
+
 def render_markdown(runs: Sequence[Run], summary: Summary) -> str:
     """The whole RESULTS.md: set-up, definitions, finding, table and plots."""
     setup, differ = _setup(runs)
@@ -428,6 +440,10 @@ def render_markdown(runs: Sequence[Run], summary: Summary) -> str:
         f"({', '.join(r.name for r in runs)}); rerun it instead of editing this file.",
         "",
         f"**Set-up.** {setup}.",
+        "",
+        f"**Reproduce.** `{_study_command(runs)}` trains the runs one after another (one "
+        "`python -m train` each, then `python -m train.linear --random-baseline`) and writes this "
+        "file; each run's full recipe is in `runs/<name>/config.json`.",
     ]
     if differ:
         lines += ["", f"**Caveat:** the runs differ in {', '.join(differ)}; they are not an "
