@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402  (after the sys.path fix above)
 
 __all__ = ["REPO", "available_cores", "machine_lines", "print_header", "sync", "timed",
-           "table", "fmt_ratio", "free_port", "publish_tiny_model"]
+           "table", "fmt_ratio", "free_port", "wait_healthy", "stop_server",
+           "publish_tiny_model"]
 
 
 def available_cores() -> int:
@@ -114,6 +116,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, log_path: Path,
+                 poll_s: float = 0.2) -> None:
+    """Poll ``url``/healthz until it answers 200. RuntimeError with the end of the server's log
+    when the process exits first or ``timeout`` seconds pass."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server was not healthy after {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(poll_s)
+
+
+def stop_server(proc: subprocess.Popen, grace_s: float = 20) -> None:
+    """SIGTERM (uvicorn's graceful shutdown), then SIGKILL after ``grace_s`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def publish_tiny_model(folder: Path, dataset: str = "cifar10", seed: int = 0) -> Path:

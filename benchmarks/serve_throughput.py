@@ -114,33 +114,6 @@ def start_server(model: Path, port: int, extra: Sequence[str], log_path: Path) -
         return subprocess.Popen(cmd, cwd=_common.REPO, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, log_path: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the server was not healthy after {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 # ---------------------------------------------------------------------------------------------
 # clients
 
@@ -303,10 +276,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         proc = start_server(Path(model_path), port, extra, log_path)
         print()
         try:
-            wait_healthy(proc, url, args.startup_timeout, log_path)
+            _common.wait_healthy(proc, url, args.startup_timeout, log_path)
             levels = [run_level(url, args, blobs, c) for c in args.clients]
         finally:
-            stop_server(proc)
+            _common.stop_server(proc)
         log = log_path.read_text(errors="replace")
         if "Traceback" in log:
             print(f"warning: the server logged a traceback:\n{log[-3000:]}")

@@ -30,6 +30,10 @@ from frossl_hub.models import pretrained_cfg_for
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ is not an installed package
+    sys.path.insert(0, str(REPO))
+
+from benchmarks import _common  # noqa: E402  (server start-up helpers shared with the benchmark)
 CLIENTS = 64
 MAX_BYTES = 256 * 1024
 MAX_IMAGES = 8  # given to the server through FROSSL_SERVE_MAX_IMAGES, not a flag
@@ -48,12 +52,6 @@ def _files(*blobs: bytes) -> List[Any]:
 
 def _reference(model: torch.nn.Module, blobs: List[bytes]) -> torch.Tensor:
     return frossl_hub.embed(model, [Image.open(io.BytesIO(b)) for b in blobs])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _metric(text: str, prefix: str) -> float:
@@ -78,7 +76,7 @@ def model(model_dir: Path) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = _common.free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", FROSSL_SERVE_MAX_IMAGES=str(MAX_IMAGES),
                FROSSL_SERVE_MAX_BYTES=str(MAX_BYTES))
@@ -90,26 +88,13 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not healthy after 90 s:\n{log_path.read_text()}")
-            time.sleep(0.1)
+        try:
+            _common.wait_healthy(proc, url, timeout=90, log_path=log_path, poll_s=0.1)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _common.stop_server(proc, grace_s=15)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 
