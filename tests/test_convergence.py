@@ -229,3 +229,12 @@ def test_study_script_dry_run(tmp_path: Path) -> None:
     assert all("--random-baseline" in p for p in probes)
     assert "-m benchmarks.convergence" in done.stdout.splitlines()[-1]
     assert list(tmp_path.iterdir()) == []  # printing the plan creates nothing
+
+
+@pytest.mark.parametrize("study_dir", ["benchmarks/convergence", "benchmarks/convergence/cifar10"])
+def test_committed_report_is_what_the_committed_runs_give(study_dir: str, tmp_path: Path) -> None:
+    """RESULTS.md under benchmarks/convergence is generated, never edited: regenerating it from
+    the committed runs' metrics gives the same text."""
+    folder = ROOT / study_dir
+    assert main([str(folder / "runs"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "RESULTS.md").read_text() == (folder / "RESULTS.md").read_text()
