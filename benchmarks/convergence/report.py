@@ -7,9 +7,10 @@ Input: run folders made by ``python -m train`` (or copies holding only ``metrics
 Convergence is read off each run's kNN curve (the trainer's periodic kNN top-1 on a fixed
 test subset). The reference is the *best final accuracy*: the highest final kNN top-1 (last
 evaluation of a run) over all runs. A run reaches a threshold (a fraction of it: 85%, 90%,
-95%, 97% by default) at its first evaluation whose kNN top-1 is at or above it; the minutes are wall-clock
-(``wall_time_s``: training and evaluations, the same clock as ``--max-minutes``), so the
-resolution is one evaluation interval. No interpolation: the numbers are what was measured.
+95%, 97% by default) at its first evaluation whose kNN top-1 is at or above it; the minutes
+are wall-clock (``wall_time_s``: training and evaluations, the same clock as
+``--max-minutes``), so the resolution is one evaluation interval. No interpolation: the
+numbers are what was measured.
 """
 from __future__ import annotations
 
@@ -293,13 +294,22 @@ def _shared(runs: Sequence[Run], get: Callable[[Run], Any]) -> Tuple[str, bool]:
     return " / ".join(values), len(values) == 1
 
 
+def _dataset(run: Run) -> Any:
+    return run.recipe.get("dataset")
+
+
+def _budget_minutes(run: Run) -> Any:
+    """The run's ``--max-minutes``."""
+    return (run.config.get("options") or {}).get("max_minutes")
+
+
 def _setup(runs: Sequence[Run]) -> Tuple[str, List[str]]:
     """One line describing the common set-up, and the fields in which runs differ."""
     fields: List[Tuple[str, Callable[[Run], Any]]] = [
-        ("data set", lambda r: r.recipe.get("dataset")),
+        ("data set", _dataset),
         ("architecture", lambda r: r.recipe.get("architecture")),
         ("batch size", lambda r: r.recipe.get("batch_size")),
-        ("budget (min)", lambda r: (r.config.get("options") or {}).get("max_minutes")),
+        ("budget (min)", _budget_minutes),
         ("kNN train bank", lambda r: r.recipe.get("knn_train_limit")),
         ("kNN test subset", lambda r: r.recipe.get("eval_test_limit")),
         ("evaluation every (epochs)", lambda r: r.recipe.get("eval_every_epochs")),
@@ -420,10 +430,10 @@ def render_finding(runs: Sequence[Run], summary: Summary) -> str:
 def _study_command(runs: Sequence[Run]) -> str:
     """The run_study.sh invocation that makes runs like these (the set-up they share)."""
     env = []
-    dataset, same_data = _shared(runs, lambda r: r.recipe.get("dataset"))
+    dataset, same_data = _shared(runs, _dataset)
     if same_data and dataset not in ("fashion-mnist", DASH):
         env.append(f"DATASET={dataset} DATA_DIR=<its folder>")
-    minutes, same_budget = _shared(runs, lambda r: (r.config.get("options") or {}).get("max_minutes"))
+    minutes, same_budget = _shared(runs, _budget_minutes)
     if same_budget and minutes != DASH:
         env.append(f"MINUTES={float(minutes):g}")
     return " ".join(env + ["benchmarks/convergence/run_study.sh"])
