@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .specs import DatasetSpec, get_dataset_spec
+from .stems import SMALL_STEM_ARCH, STANDARD_STEM_ARCH
 
 __all__ = [
     "CatalogEntry",
@@ -25,8 +26,6 @@ __all__ = [
 HF_ORG = "frossl-hub"  # Hugging Face organisation the models are published under
 WEIGHTS_NAME = "model.safetensors"  # as timm's HF_SAFE_WEIGHTS_NAME
 BUNDLED_DIR = Path(__file__).parent / "bundled"  # models shipped inside the package
-SMALL_STEM_ARCH = "frossl_resnet18_cifar"  # 3x3 stride-1 stem, no max-pool (28-32 px)
-STANDARD_STEM_ARCH = "frossl_resnet18"  # timm's resnet18 stem (7x7 stride 2 + max-pool)
 
 PUBLISHED = "published"
 NOT_TRAINED = "not yet trained"
@@ -49,6 +48,7 @@ class CatalogEntry:
     # measured results, copied from the model card (checked against it by the tests)
     metrics: Dict[str, float] = field(default_factory=dict)
     notes: str = ""
+    image_size: Optional[int] = None  # input side the model was trained at; None: the data set's
 
     @property
     def spec(self) -> DatasetSpec:
@@ -64,6 +64,11 @@ class CatalogEntry:
         return f"{self.architecture}.{self.tag}"
 
     @property
+    def input_side(self) -> int:
+        """Side of the square input the model expects, px."""
+        return self.image_size or self.spec.image_size
+
+    @property
     def has_weights(self) -> bool:
         return self.status == PUBLISHED and self.sha256 is not None
 
@@ -75,7 +80,7 @@ class CatalogEntry:
         spec = self.spec
         out = asdict(self)
         out.update(timm_name=self.timm_name, num_classes=spec.num_classes,
-                   input_size=[spec.in_chans, spec.image_size, spec.image_size],
+                   input_size=[spec.in_chans, self.input_side, self.input_side],
                    mean=list(spec.mean), std=list(spec.std),
                    label_names=list(spec.label_names) if spec.label_names else None)
         return out

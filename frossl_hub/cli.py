@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .stems import STEMS
+
 __all__ = ["main", "build_parser"]
 
 
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--from", dest="source", required=True, choices=["solo-learn", "official", "torchvision"])
     p.add_argument("--dataset", required=True, help="data set the weights belong to (input spec, labels)")
-    p.add_argument("--arch", default=None, choices=["frossl_resnet18", "frossl_resnet18_cifar"],
+    p.add_argument("--arch", default=None, choices=list(STEMS),
                    help="timm architecture (default: from conv1's kernel size)")
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])

@@ -9,6 +9,8 @@ import torch
 
 import frossl_hub
 from frossl_hub.catalog import CATALOG, get_entry, list_models
+from frossl_hub.models import pretrained_cfg_for
+from frossl_hub.specs import get_dataset_spec
 from helpers import one_torch_thread, publish_tiny_model  # noqa: F401  (fixture)
 
 DATASETS = ["cifar10", "cifar100", "stl10", "tiny-imagenet", "imagenet100", "imagenet",
@@ -184,3 +186,29 @@ def test_timm_data_config_of_a_loaded_model_is_the_datasets(published):
     assert data_cfg["input_size"] == (3, 32, 32)
     assert data_cfg["mean"] == pytest.approx((0.4914, 0.4822, 0.4465))
     assert data_cfg["crop_pct"] == 1.0
+
+
+# --- the intermediate stems (issue 19) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch, kernel, stride, pooled, reductions, final", [
+    ("frossl_resnet18", 7, 2, True, [2, 4, 8, 16, 32], 1),
+    ("frossl_resnet18_s2", 3, 2, False, [2, 2, 4, 8, 16], 2),
+    ("frossl_resnet18_s1pool", 3, 1, True, [1, 2, 4, 8, 16], 2),
+    ("frossl_resnet18_cifar", 3, 1, False, [1, 1, 2, 4, 8], 4),
+])
+def test_each_stem_downsamples_as_its_name_says(arch, kernel, stride, pooled, reductions, final):
+    model = timm.create_model(arch, features_only=True).eval()
+    assert model.conv1.kernel_size == (kernel, kernel) and model.conv1.stride == (stride, stride)
+    assert isinstance(model.maxpool, torch.nn.MaxPool2d) == pooled
+    assert model.feature_info.reduction() == reductions
+    assert model(torch.randn(1, 3, 32, 32))[-1].shape[-2:] == (final, final)
+    assert pretrained_cfg_for(get_dataset_spec("cifar10"), arch)["pool_size"] == (final, final)
+
+
+@pytest.mark.parametrize("arch", ["frossl_resnet18_s2", "frossl_resnet18_s1pool"])
+def test_intermediate_stems_keep_timm_resnet18_keys_and_shapes_but_conv1(arch):
+    reference = timm.create_model("resnet18", num_classes=10).state_dict()
+    state = timm.create_model(arch, num_classes=10).state_dict()
+    assert list(state) == list(reference)
+    assert {k for k in state if state[k].shape != reference[k].shape} == {"conv1.weight"}

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from frossl_hub.objectives import get_objective, list_objectives
 from frossl_hub.specs import DATASET_SPECS
+from frossl_hub.stems import STEMS
 
 from .recipes import Recipe, get_recipe
 
@@ -119,8 +120,8 @@ def _validate(recipe: Recipe) -> None:
     for name in ["blur_prob", "solarize_prob"]:
         if not all(0 <= p <= 1 for p in getattr(recipe, name)):
             problems.append(f"--{name.replace('_', '-')} values must be in [0, 1], got {list(getattr(recipe, name))}")
-    if recipe.arch not in (None, "frossl_resnet18", "frossl_resnet18_cifar"):
-        problems.append(f"--arch must be frossl_resnet18 or frossl_resnet18_cifar, got {recipe.arch!r}")
+    if recipe.arch is not None and recipe.arch not in STEMS:
+        problems.append(f"--arch must be one of {', '.join(STEMS)}, got {recipe.arch!r}")
     if problems:
         raise ValueError("; ".join(problems))
 

@@ -11,12 +11,25 @@
 # linear.json (never checkpoints or feature caches) are copied into RESULTS/runs/<name>, then
 # `python -m benchmarks.convergence` writes RESULTS/RESULTS.md and RESULTS/plots/.
 #
+# PRESET=stems (issue 19) trains FroSSL with each registered ResNet18 stem instead, and
+# PRESET=recipe the batch size and base lr of one stem (STEM); both spend an equal budget of
+# *training* minutes: each run's throughput is first measured alone for a few steps
+# (CALIBRATE_STEPS) and its cosine schedule spans MINUTES of that throughput, with no
+# --max-minutes cut. Evaluations add wall-clock time but take no training away, and a busy
+# machine slows such a study down without changing what it learns.
+#
 # Usage (from anywhere; it works in the repository root):
 #   benchmarks/convergence/run_study.sh                       # Fashion-MNIST, 20 min per run
 #   MINUTES=5 ONLY="frossl simclr" benchmarks/convergence/run_study.sh
 #   DATASET=cifar10 DATA_DIR=.data/cifar-10-jpeg benchmarks/convergence/run_study.sh
+#   PRESET=stems DATASET=cifar10 DATA_DIR=.data/cifar-10-jpeg MINUTES=30 benchmarks/convergence/run_study.sh
+#   PRESET=recipe STEM=frossl_resnet18_s2 DATASET=cifar10 DATA_DIR=.data/cifar-10-jpeg MINUTES=30 \
+#     benchmarks/convergence/run_study.sh
 #
 # Environment (defaults in brackets):
+#   PRESET [methods]   methods: the objectives below; stems: one FroSSL run per stem
+#                      (standard s2 s1pool small); recipe: batch 128 and base lr 0.15/0.6 with
+#                      STEM, beside batch 256 / lr 0.3.
 #   MINUTES [20]       wall-clock budget per run, evaluations included.
 #   EPOCHS [derived]   length of the cosine schedule of the 2-view runs. A run that stops at
 #                      the budget long before its schedule ends never anneals, one whose
@@ -38,6 +51,8 @@
 #   RESULTS [benchmarks/convergence, benchmarks/convergence/DATASET for other data sets]
 #   ONLY [all]         space-separated subset of: frossl simclr barlow vicreg frossl-4views
 #                      frossl-8views
+#   CALIBRATE_STEPS [12] steps timed alone (after 4 warm-up steps) for the stems and recipe
+#                      presets; the measured images/s is kept in RUN/calibration.json.
 #   ALLOW_BUSY [0]     1: start even when another `python -m train` is running (the minutes
 #                      and images/s are then not comparable).
 #   DRY_RUN [0]        1: print the commands instead of running them.
@@ -58,12 +73,19 @@ IMAGES_PER_S=${IMAGES_PER_S:-280}
 DEVICE=${DEVICE:-auto}
 ALLOW_BUSY=${ALLOW_BUSY:-0}
 DRY_RUN=${DRY_RUN:-0}
+PRESET=${PRESET:-methods}
+CALIBRATE_STEPS=${CALIBRATE_STEPS:-12}
+case $PRESET in
+  methods) suffix="" ;;
+  stems|recipe) suffix="-$PRESET" ;;
+  *) echo "error: PRESET must be methods, stems or recipe, got '$PRESET'" >&2; exit 2 ;;
+esac
 if [[ $DATASET == fashion-mnist ]]; then
-  RUNS_ROOT=${RUNS_ROOT:-runs/convergence}
-  RESULTS=${RESULTS:-benchmarks/convergence}
+  RUNS_ROOT=${RUNS_ROOT:-runs/convergence$suffix}
+  RESULTS=${RESULTS:-benchmarks/convergence${suffix:+/${suffix#-}}}
 else
-  RUNS_ROOT=${RUNS_ROOT:-runs/convergence-$DATASET}
-  RESULTS=${RESULTS:-benchmarks/convergence/$DATASET}
+  RUNS_ROOT=${RUNS_ROOT:-runs/convergence-$DATASET$suffix}
+  RESULTS=${RESULTS:-benchmarks/convergence/$DATASET${suffix:+/${suffix#-}}}
   [[ -n $DATA_DIR ]] || { echo "error: DATASET=$DATASET needs DATA_DIR=<folder of the data set>" >&2; exit 2; }
 fi
 case $DATASET in
@@ -71,24 +93,40 @@ case $DATASET in
   cifar10|cifar100) NUM_IMAGES=${NUM_IMAGES:-50000} ;;
   *) NUM_IMAGES=${NUM_IMAGES:-} ;;
 esac
-if [[ -z ${EPOCHS:-} ]]; then
+if [[ -z ${EPOCHS:-} && $PRESET == methods ]]; then
   [[ -n $NUM_IMAGES ]] || { echo "error: set EPOCHS (or NUM_IMAGES) for DATASET=$DATASET" >&2; exit 2; }
   EPOCHS=$(awk -v m="$MINUTES" -v ips="$IMAGES_PER_S" -v n="$NUM_IMAGES" \
     'BEGIN { e = m * 60 * ips * 0.85 / n; if (e < 0.5) e = 0.5; printf "%.2f", e }')
 fi
 
-# name method views
-STUDY=(
-  "frossl frossl 2"
-  "simclr simclr 2"
-  "barlow barlow 2"
-  "vicreg vicreg 2"
-  "frossl-4views frossl 4"
-  "frossl-8views frossl 8"
-)
+# name method views [trainer arguments of this run]
+case $PRESET in
+  methods) STUDY=(
+    "frossl frossl 2"
+    "simclr simclr 2"
+    "barlow barlow 2"
+    "vicreg vicreg 2"
+    "frossl-4views frossl 4"
+    "frossl-8views frossl 8"
+  ) ;;
+  stems) STUDY=(
+    "standard frossl 2 --arch frossl_resnet18"
+    "s2 frossl 2 --arch frossl_resnet18_s2"
+    "s1pool frossl 2 --arch frossl_resnet18_s1pool"
+    "small frossl 2 --arch frossl_resnet18_cifar"
+  ) ;;
+  recipe)
+    [[ -n ${STEM:-} ]] || { echo "error: PRESET=recipe needs STEM=<the stem study's winner>" >&2; exit 2; }
+    STUDY=(
+      "batch128 frossl 2 --arch $STEM --batch-size 128"
+      "lr0.15 frossl 2 --arch $STEM --base-lr 0.15"
+      "lr0.6 frossl 2 --arch $STEM --base-lr 0.6"
+    ) ;;
+esac
 
 NAMES=" "
 for entry in "${STUDY[@]}"; do NAMES+="${entry%% *} "; done
+[[ -n $NUM_IMAGES || $PRESET == methods ]] || { echo "error: set NUM_IMAGES for DATASET=$DATASET" >&2; exit 2; }
 if [[ -n ${ONLY:-} ]]; then
   for want in $ONLY; do
     [[ $NAMES == *" $want "* ]] || {
@@ -142,17 +180,45 @@ selected() {
   return 1
 }
 
-train_run() {  # name method views
+calibrate() {  # name extra-args...: prints the run's images/s, measured alone for CALIBRATE_STEPS steps
+  local name=$1 dir=$RUNS_ROOT/.calibrate-$1 steps=$((CALIBRATE_STEPS + 4))
+  shift
+  if [[ $DRY_RUN == 1 ]]; then
+    run /dev/null "$PY" -m train --dataset "$DATASET" "${data_args[@]}" --out "$dir" --method frossl \
+      --batch-size "$BATCH_SIZE" "$@" --epochs 1 --max-steps "$steps" --log-every-steps 4 \
+      --knn-train-limit 500 --eval-test-limit 200 --device "$DEVICE" "${thread_args[@]}" --no-probe --no-progress >&2
+    echo 100
+    return
+  fi
+  rm -rf "$dir"
+  check_idle
+  run "$RUNS_ROOT/.calibrate.log" "$PY" -m train --dataset "$DATASET" "${data_args[@]}" --out "$dir" \
+    --method frossl --batch-size "$BATCH_SIZE" "$@" --epochs 1 --max-steps "$steps" --log-every-steps "$CALIBRATE_STEPS" \
+    --knn-train-limit 500 --eval-test-limit 200 --device "$DEVICE" "${thread_args[@]}" --no-probe --no-progress
+  # the last train record times steps 5..N (the first 4 warm the allocator and caches)
+  "$PY" -c 'import json, sys; print([r for r in map(json.loads, open(sys.argv[1])) if r["kind"] == "train"][-1]["images_per_s"])' "$dir/metrics.jsonl"
+  rm -rf "$dir"
+}
+
+train_run() {  # name method views [trainer arguments]
   local name=$1 method=$2 views=$3 dir=$RUNS_ROOT/$1
-  local epochs warmup resume=()
-  epochs=$(awk -v e="$EPOCHS" -v v="$views" 'BEGIN { printf "%.3f", e * 2 / v }')
+  shift 3
+  local epochs warmup ips resume=() budget=(--max-minutes "$MINUTES")
+  if [[ $PRESET == methods ]]; then
+    epochs=$(awk -v e="$EPOCHS" -v v="$views" 'BEGIN { printf "%.3f", e * 2 / v }')
+  else  # an equal budget of training minutes at each run's own measured throughput
+    ips=100  # what a dry run's calibration prints
+    [[ $DRY_RUN == 1 ]] || ips=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["images_per_s"])' "$dir/calibration.json")
+    epochs=$(awk -v m="$MINUTES" -v ips="$ips" -v n="$NUM_IMAGES" 'BEGIN { printf "%.3f", m * 60 * ips / n }')
+    budget=()
+  fi
   warmup=$(awk -v e="$epochs" 'BEGIN { printf "%.3f", e / 10 }')
   [[ -f $dir/last.ckpt ]] && resume=(--resume)
   check_idle
   log "train $name: $method, $views views, $epochs epochs (warm-up $warmup), $MINUTES min${resume:+, resuming}"
   run "$dir.log" "$PY" -m train --dataset "$DATASET" "${data_args[@]}" --out "$dir" --method "$method" \
-    --num-views "$views" --arch "$ARCH" --batch-size "$BATCH_SIZE" --epochs "$epochs" \
-    --warmup-epochs "$warmup" --max-minutes "$MINUTES" --eval-every-epochs 0.25 \
+    --num-views "$views" --arch "$ARCH" --batch-size "$BATCH_SIZE" "$@" --epochs "$epochs" \
+    --warmup-epochs "$warmup" "${budget[@]}" --eval-every-epochs 0.25 \
     --knn-train-limit 10000 --eval-test-limit 2000 --spectrum-every-epochs 1 \
     --device "$DEVICE" "${thread_args[@]}" "${resume[@]}" --no-probe --no-progress
   [[ $DRY_RUN == 1 ]] || touch "$dir/.trained"
@@ -167,30 +233,51 @@ probe_run() {  # name
 copy_run() {  # name: the small JSON files only, never checkpoints or feature caches
   local src=$RUNS_ROOT/$1 dst=$RESULTS/runs/$1 file
   mkdir -p "$dst"
-  for file in metrics.jsonl config.json linear.json; do
+  for file in metrics.jsonl config.json linear.json calibration.json; do
     [[ -f $src/$file ]] && cp "$src/$file" "$dst/$file"
   done
   return 0
 }
 
-log "study: $DATASET, $ARCH, batch $BATCH_SIZE, $MINUTES min per run, 2-view schedule $EPOCHS epochs"
+if [[ $PRESET != methods ]]; then  # time every run first, one after another, on the idle machine
+  for entry in "${STUDY[@]}"; do
+    read -r name method views extra <<<"$entry"
+    selected "$name" || continue
+    dir=$RUNS_ROOT/$name
+    [[ -f $dir/calibration.json || -f $dir/linear.json ]] && continue
+    log "calibrate $name"
+    # shellcheck disable=SC2086
+    ips=$(calibrate "$name" $extra)
+    if [[ $DRY_RUN != 1 ]]; then
+      mkdir -p "$dir"
+      printf '{"images_per_s": %s, "minutes": %s, "calibrate_steps": %s}\n' "$ips" "$MINUTES" \
+        "$CALIBRATE_STEPS" >"$dir/calibration.json"
+      log "$name: $ips images/s"
+    fi
+  done
+fi
+
+log "study ($PRESET): $DATASET, $ARCH, batch $BATCH_SIZE, $MINUTES min per run${EPOCHS:+, 2-view schedule $EPOCHS epochs}"
 for entry in "${STUDY[@]}"; do
-  read -r name method views <<<"$entry"
+  read -r name method views extra <<<"$entry"
   selected "$name" || continue
   [[ $DRY_RUN == 1 ]] || mkdir -p "$RUNS_ROOT/$name"
   if [[ -f $RUNS_ROOT/$name/linear.json ]]; then
     log "skip $name: already trained and probed"
   else
-    [[ -f $RUNS_ROOT/$name/.trained ]] || train_run "$name" "$method" "$views"
+    # shellcheck disable=SC2086  # extra holds whole trainer arguments, split on purpose
+    [[ -f $RUNS_ROOT/$name/.trained ]] || train_run "$name" "$method" "$views" $extra
     probe_run "$name"
   fi
   [[ $DRY_RUN == 1 ]] || copy_run "$name"
 done
 
+report=benchmarks.convergence
+[[ $PRESET == methods ]] || report=benchmarks.convergence.budget
 if [[ $DRY_RUN == 1 ]]; then
-  printf '%q ' "$PY" -m benchmarks.convergence "$RESULTS/runs" --out "$RESULTS"
+  printf '%q ' "$PY" -m "$report" "$RESULTS/runs" --out "$RESULTS"
   echo
   exit 0
 fi
-"$PY" -m benchmarks.convergence "$RESULTS/runs" --out "$RESULTS"
+"$PY" -m "$report" "$RESULTS/runs" --out "$RESULTS"
 log "done: $RESULTS/RESULTS.md"
