@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -137,8 +136,9 @@ def init_from_env() -> Tuple[int, int]:
     """(rank, world) from torchrun's environment, initialising gloo/nccl when world > 1."""
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    from .runtime import dist_env
+
+    rank, world, _ = dist_env()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return rank, world

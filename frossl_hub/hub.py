@@ -175,15 +175,19 @@ def push_to_hub(folder: Union[str, Path], repo_id: str, token: Optional[str] = N
 
 
 def read_sums(folder: Path) -> Dict[str, str]:
-    """Parse a folder's SHA256SUMS into {relative name: digest}; {} when absent."""
+    """Parse a folder's SHA256SUMS into {relative name: digest}; {} when absent.
+
+    Accepts both forms ``sha256sum`` writes: ``HASH  name`` (text mode) and ``HASH *name``
+    (``-b``, binary mode).
+    """
     path = folder / SUMS_NAME
     if not path.is_file():
         return {}
     sums = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
-            digest, _, name = line.partition("  ")
-            sums[name.strip()] = digest.strip()
+            digest, _, rest = line.strip().partition(" ")
+            sums[rest[1:] if rest[:1] in (" ", "*") else rest] = digest
     return sums
 
 

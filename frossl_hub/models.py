@@ -20,12 +20,13 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from .catalog import CATALOG, CatalogEntry
+from .objectives import get_objective
 from .specs import DatasetSpec, get_dataset_spec
 from .stems import SMALL_STEM_ARCH, STANDARD_STEM_ARCH, STEMS, Stem, get_stem
 
 __all__ = ["StemResNet", "SmallImageResNet", "Projector", "create_backbone", "pretrained_cfg_for"]
 
-PROJECTOR_DIMS = (2048, 2048, 1024)  # the paper's 512 -> 2048 -> 2048 -> 1024
+PROJECTOR_DIMS = get_objective("frossl").projector_dims  # the paper's 512 -> 2048 -> 2048 -> 1024
 EMBED_DIM = 512  # ResNet18's pooled feature width
 
 

@@ -1,8 +1,8 @@
-"""Registry of the self-supervised objectives compared against FroSSL, with their CIFAR recipes.
+"""Registry of the self-supervised objectives compared against FroSSL: what each model and
+loss looks like (projector widths, loss and its hyperparameters).
 
-Each :class:`ObjectiveSpec` holds the projector widths, a loss factory and the
-solo-learn CIFAR recipe (LARS, batch size 256) of one method, so a trainer can run
-every method the same way::
+How to train each of them (learning rate, weight decay, LARS, schedule) is a recipe's
+business: ``train/recipes.py``. Every method runs the same way::
 
     spec = get_objective("vicreg")
     projector = spec.make_projector()   # 512 -> 2048 -> 2048 -> 2048
@@ -12,29 +12,24 @@ every method the same way::
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Tuple
 
 from torch import nn
 
 from .barlow_loss import BarlowTwinsLoss
-from .loss import FroSSLLoss
+from .frossl_loss import FroSSLLoss
 from .simclr_loss import SimCLRLoss
 from .vicreg_loss import VICRegLoss
 
 __all__ = ["ObjectiveSpec", "OBJECTIVES", "get_objective", "list_objectives"]
 
-# solo-learn's CIFAR yamls all share these LARS settings, batch size and schedule
-LARS_KWARGS = MappingProxyType({"eta": 0.02, "clip_lr": True, "exclude_bias_n_norm": True})
-BATCH_SIZE = 256
-MAX_EPOCHS = 1000
-SCHEDULER = "warmup_cosine"
-
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
-    """One objective: projector widths, loss factory and its solo-learn CIFAR recipe.
+    """One objective: its projector widths and its loss with the hyperparameters of its
+    solo-learn CIFAR recipe.
 
     Attributes:
         name: registry key.
@@ -43,27 +38,13 @@ class ObjectiveSpec:
         make_loss: ``make_loss(**overrides) -> nn.Module``, the loss built with
             ``loss_kwargs`` (keyword arguments override them).
         loss_kwargs: the recipe's loss hyperparameters.
-        base_lr: learning rate for ``batch_size`` images per step.
-        weight_decay: LARS weight decay.
-        optimizer: optimiser name (``"lars"`` for every CIFAR recipe).
-        optimizer_kwargs: LARS options (eta, clip_lr, exclude_bias_n_norm).
-        batch_size: images per step the recipe's ``base_lr`` is for.
-        max_epochs: pretraining epochs of the recipe.
-        scheduler: learning-rate schedule name.
-        source: where the recipe comes from.
+        source: where they come from.
     """
 
     name: str
     projector_dims: Tuple[int, ...]
     make_loss: Callable[..., nn.Module]
     loss_kwargs: Mapping[str, Any]
-    base_lr: float
-    weight_decay: float
-    optimizer: str = "lars"
-    optimizer_kwargs: Mapping[str, Any] = field(default_factory=lambda: LARS_KWARGS)
-    batch_size: int = BATCH_SIZE
-    max_epochs: int = MAX_EPOCHS
-    scheduler: str = SCHEDULER
     source: str = ""
 
     @property
@@ -78,57 +59,36 @@ class ObjectiveSpec:
         return Projector(in_dim=in_dim, dims=self.projector_dims)
 
 
-def _spec(
-    name: str,
-    projector_dims: Tuple[int, ...],
-    loss_cls: Callable[..., nn.Module],
-    loss_kwargs: Mapping[str, Any],
-    base_lr: float,
-    weight_decay: float,
-    source: str,
-) -> ObjectiveSpec:
+def _spec(name: str, projector_dims: Tuple[int, ...], loss_cls: Callable[..., nn.Module],
+          loss_kwargs: Mapping[str, Any], source: str) -> ObjectiveSpec:
     kwargs = MappingProxyType(dict(loss_kwargs))
-    return ObjectiveSpec(
-        name=name,
-        projector_dims=tuple(projector_dims),
-        make_loss=functools.partial(loss_cls, **kwargs),
-        loss_kwargs=kwargs,
-        base_lr=base_lr,
-        weight_decay=weight_decay,
-        source=source,
-    )
+    return ObjectiveSpec(name=name, projector_dims=tuple(projector_dims),
+                         make_loss=functools.partial(loss_cls, **kwargs), loss_kwargs=kwargs,
+                         source=source)
 
 
 OBJECTIVES: dict[str, ObjectiveSpec] = {
-    # solo-learn scripts/pretrain/cifar/frossl.yaml: proj 2048 -> 1024, lars lr 0.3, wd 1e-4.
+    # solo-learn scripts/pretrain/cifar/frossl.yaml: proj 2048 -> 1024.
     # That yaml sets invariance_weight 1.4, but solo-learn's frossl_loss_func scales the
     # invariance as V·D·w·(mean over all views), V times smaller than FroSSLLoss's
     # V·D·w·(sum over views of each view's mean): 1.4 there is 0.7 here for 2 views. The
     # authors' own cifar yaml (OFSkean/FroSSL) uses 1.0, FroSSLLoss's default, kept here.
-    "frossl": _spec(
-        "frossl", (2048, 2048, 1024), FroSSLLoss, {"invariance_weight": 1.0},
-        base_lr=0.3, weight_decay=1e-4, source="solo-learn scripts/pretrain/cifar/frossl.yaml",
-    ),
+    "frossl": _spec("frossl", (2048, 2048, 1024), FroSSLLoss, {"invariance_weight": 1.0},
+                    source="solo-learn scripts/pretrain/cifar/frossl.yaml"),
     # solo-learn scripts/pretrain/cifar/simclr.yaml: proj_hidden_dim 2048, proj_output_dim 256,
-    # temperature 0.2, lars lr 0.4, weight_decay 1e-4 (the yaml's value, not 1e-5).
-    "simclr": _spec(
-        "simclr", (2048, 256), SimCLRLoss, {"temperature": 0.2},
-        base_lr=0.4, weight_decay=1e-4, source="solo-learn scripts/pretrain/cifar/simclr.yaml",
-    ),
+    # temperature 0.2.
+    "simclr": _spec("simclr", (2048, 256), SimCLRLoss, {"temperature": 0.2},
+                    source="solo-learn scripts/pretrain/cifar/simclr.yaml"),
     # solo-learn scripts/pretrain/cifar/barlow.yaml: proj 2048 -> 2048 (3 layers), scale_loss 0.1,
-    # lamb 0.0051 (solo-learn's barlow_twins default), lars lr 0.3, wd 1e-4.
-    "barlow": _spec(
-        "barlow", (2048, 2048, 2048), BarlowTwinsLoss,
-        {"lambda_offdiag": 0.0051, "scale_loss": 0.1},
-        base_lr=0.3, weight_decay=1e-4, source="solo-learn scripts/pretrain/cifar/barlow.yaml",
-    ),
+    # lamb 0.0051 (solo-learn's barlow_twins default).
+    "barlow": _spec("barlow", (2048, 2048, 2048), BarlowTwinsLoss,
+                    {"lambda_offdiag": 0.0051, "scale_loss": 0.1},
+                    source="solo-learn scripts/pretrain/cifar/barlow.yaml"),
     # solo-learn scripts/pretrain/cifar/vicreg.yaml: proj 2048 -> 2048 (3 layers),
-    # sim/var/cov loss weights 25/25/1, lars lr 0.3, wd 1e-4.
-    "vicreg": _spec(
-        "vicreg", (2048, 2048, 2048), VICRegLoss,
-        {"sim_weight": 25.0, "var_weight": 25.0, "cov_weight": 1.0},
-        base_lr=0.3, weight_decay=1e-4, source="solo-learn scripts/pretrain/cifar/vicreg.yaml",
-    ),
+    # sim/var/cov loss weights 25/25/1.
+    "vicreg": _spec("vicreg", (2048, 2048, 2048), VICRegLoss,
+                    {"sim_weight": 25.0, "var_weight": 25.0, "cov_weight": 1.0},
+                    source="solo-learn scripts/pretrain/cifar/vicreg.yaml"),
 }
 
 

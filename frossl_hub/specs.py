@@ -54,11 +54,6 @@ class DatasetSpec:
     hf_dataset: Optional[str] = None  # Hugging Face Hub data set id for card metadata
     eval_split: str = "test"  # which official split the reported numbers use
 
-    @property
-    def slug(self) -> str:
-        """Name as used in model names and tags: lower case, dashes."""
-        return self.name
-
 
 DATASET_SPECS: Dict[str, DatasetSpec] = {
     spec.name: spec

@@ -13,6 +13,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from frossl_hub.runtime import resolve_device
+
 from .batcher import BatcherClosedError, MicroBatcher, QueueFullError
 from .config import ModelSpec, Settings
 from .errors import ApiError
@@ -33,13 +35,6 @@ __all__ = [
 _logger = logging.getLogger("serve")
 
 LOADING, READY, FAILED = "loading", "ready", "failed"
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _cores_per_worker(settings: Settings) -> int:
@@ -249,12 +244,11 @@ class ModelRegistry:
     def _load_all(self) -> None:
         import frossl_hub
 
-        device = resolve_device(self.settings.device)
         for spec in self.settings.models:
             started = time.perf_counter()
-            _logger.info("loading model %s from %s on %s", spec.name, spec.source, device)
-            try:
-                model = frossl_hub.load(spec.source, device=device)
+            _logger.info("loading model %s from %s on %s", spec.name, spec.source, self.settings.device)
+            try:  # an unavailable device fails the model like any other load error
+                model = frossl_hub.load(spec.source, device=resolve_device(self.settings.device))
                 handle = ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
                                      self.executor)
                 handle.warm_up()

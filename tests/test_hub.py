@@ -92,6 +92,19 @@ def test_sha256sums_lists_every_other_file_with_its_digest(published):
     assert all(sums[name] == sha256(published / name) for name in sums)
 
 
+def test_sha256sums_written_by_sha256sum_binary_mode_are_read_and_verified(published, tmp_path):
+    import subprocess
+
+    folder = shutil.copytree(published, tmp_path / "model")
+    names = ["README.md", "config.json", "model.safetensors"]
+    binary = subprocess.run(["sha256sum", "-b", *names], cwd=folder, capture_output=True, text=True,
+                            check=True).stdout
+    assert all(" *" in line for line in binary.splitlines())  # `HASH *name`
+    (folder / "SHA256SUMS").write_text(binary)
+    assert read_sums(folder) == read_sums(published)
+    assert verify(folder) == read_sums(published)
+
+
 def test_config_json_is_timm_hugging_face_format(published):
     config = json.loads((published / "config.json").read_text())
     assert config["architecture"] == "frossl_resnet18_cifar"

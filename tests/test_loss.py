@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from frossl_hub.loss import FroSSLLoss, frobenius_regularizer, frossl_loss, normalize_columns
+from frossl_hub.frossl_loss import FroSSLLoss, frobenius_term, frossl_loss, normalize_columns
 
 Z1 = [[1, 2, 0], [0, 1, 1], [2, 0, 1], [1, 1, 1]]
 Z2 = [[1, 1, 0], [0, 2, 1], [2, 1, 1], [0, 1, 2]]
@@ -45,7 +45,7 @@ def test_invariance_is_zero_when_all_views_are_equal():
 def test_regularizer_lies_between_minus_log_rank_and_zero():
     for n, d in [(32, 8), (8, 32), (16, 16)]:
         u = normalize_columns(torch.randn(n, d, dtype=torch.float64))
-        reg = frobenius_regularizer(u).item()
+        reg = frobenius_term(u).item()
         assert -math.log(min(n, d)) - 1e-9 <= reg <= 1e-12
 
 
@@ -53,7 +53,7 @@ def test_both_matrix_branches_give_the_same_value():
     u = normalize_columns(torch.randn(12, 5, dtype=torch.float64))
     for cov in (u.T @ u, u @ u.T):
         explicit = 2 * torch.log(torch.linalg.matrix_norm(cov / torch.trace(cov)))
-        assert frobenius_regularizer(u).item() == pytest.approx(explicit.item(), abs=1e-12)
+        assert frobenius_term(u).item() == pytest.approx(explicit.item(), abs=1e-12)
 
 
 def test_effective_rank_is_exp_of_minus_regularizer():

@@ -14,8 +14,8 @@ __all__ = [
     "frossl_loss",
     "FroSSLLoss",
     "normalize_columns",
-    "frobenius_regularizer",
-    "invariance_loss",
+    "frobenius_term",
+    "invariance_term",
 ]
 
 COLUMN_NORM_EPS = 1e-12  # clamp for a column's L2 norm over the batch, as F.normalize
@@ -32,7 +32,7 @@ def normalize_columns(z: Tensor, center: bool = False) -> Tensor:
     return F.normalize(z, p=2, dim=0, eps=COLUMN_NORM_EPS)
 
 
-def frobenius_regularizer(u: Tensor) -> Tensor:
+def frobenius_term(u: Tensor) -> Tensor:
     """``2·log ||C/tr C||_F`` of a column-normalised N×D batch ``u``.
 
     C is UᵀU (D×D) when N > D, else UUᵀ (N×N): both share their non-zero
@@ -45,7 +45,7 @@ def frobenius_regularizer(u: Tensor) -> Tensor:
     return 2.0 * torch.log(torch.linalg.matrix_norm(cov, ord="fro"))
 
 
-def invariance_loss(u: Tensor, mean_view: Tensor, num_views: int) -> Tensor:
+def invariance_term(u: Tensor, mean_view: Tensor, num_views: int) -> Tensor:
     """``V·D·mean((U_v − Ū)²)``: pulls one view towards the mean of all views."""
     return num_views * u.shape[1] * F.mse_loss(u, mean_view)
 
@@ -84,8 +84,8 @@ def frossl_loss(
         num_views = stacked.shape[0]
         normalized: List[Tensor] = [normalize_columns(z, center) for z in stacked.unbind(0)]
         mean_view = torch.stack(normalized).mean(dim=0)
-        regs = torch.stack([frobenius_regularizer(u) for u in normalized])
-        invs = torch.stack([invariance_loss(u, mean_view, num_views) for u in normalized])
+        regs = torch.stack([frobenius_term(u) for u in normalized])
+        invs = torch.stack([invariance_term(u, mean_view, num_views) for u in normalized])
         loss = regs.sum() + invariance_weight * invs.sum()
     if not return_parts:
         return loss

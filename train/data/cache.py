@@ -1,0 +1,162 @@
+"""The decode cache: folders of encoded images decoded once into a uint8 safetensors file,
+keyed by the split and a fingerprint of the file list, so no later run decodes them again."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+from frossl_hub._io import atomic_write
+
+from .base import ArrayDataset, DatasetSpec, _error
+from .folders import _decode_rgb, _FileList
+
+_logger = logging.getLogger(__name__)
+
+_CACHE_FORMAT = "frossl_hub.data.v1"
+_CACHE_SUBDIR = ".frossl_cache"  # cache folder inside the data folder, when writable
+_DECODE_CHUNK = 1024  # images per decode task
+
+
+def _fingerprint(root: Path, files: _FileList, extras: Sequence[Path]) -> str:
+    """Hash of every file's relative path, size and mtime, labels and class names: any
+    added, removed, replaced or relabelled file changes it."""
+    cut = len(str(root)) + 1  # paths are relative to root: a moved copy keeps its cache
+    h = hashlib.sha256(f"{_CACHE_FORMAT}\n{len(files.paths)}\n".encode())
+    h.update(json.dumps(files.classes).encode())
+    h.update("".join(f"{path[cut:]}\0{size}\0{mtime}\0{label}\n" for path, (size, mtime), label
+                     in zip(files.paths, files.stats, files.labels)).encode())
+    for path in extras:
+        st = path.stat()
+        h.update(f"{str(path)[cut:]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "frossl_hub" / "datasets"
+
+
+def _dir_writable(path: Path) -> bool:
+    """Whether a cache file may be written into ``path`` (created if missing)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def _cache_dirs(root: Path, cache_dir: Optional[Path]) -> List[Path]:
+    """Where to look for / write a cache, in order: ``cache_dir`` alone when given, else next
+    to the data, then the user cache."""
+    if cache_dir is not None:
+        return [cache_dir]
+    return [root / _CACHE_SUBDIR, _user_cache_dir()]
+
+
+def _cached_decode(spec: DatasetSpec, root: Path, split: str, files: _FileList,
+                   extras: Sequence[Path], cache_dir: Optional[Path]) -> ArrayDataset:
+    """Decoded arrays of ``files``, from the cache when its fingerprint matches, else decoded
+    now and cached atomically for every later run."""
+    name = spec.name
+    fingerprint = _fingerprint(root, files, extras)
+    root_tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    prefix = f"{name}-{split}-{root_tag}-"
+    filename = f"{prefix}{fingerprint}.safetensors"
+    dirs = _cache_dirs(root, cache_dir)
+    for d in dirs:
+        ds = _read_cache(d / filename, files.classes, len(files.paths))
+        if ds is not None:
+            return ds
+    t0 = time.perf_counter()
+    images = _decode_files(spec, files.paths)
+    _logger.info("%s: decoded %d %s images in %.1f s", name, len(files.paths), split,
+                 time.perf_counter() - t0)
+    ds = ArrayDataset(images, torch.tensor(files.labels, dtype=torch.int64), list(files.classes))
+    _write_cache(dirs, filename, prefix, ds, {"dataset": name, "split": split,
+                                              "source": str(root.resolve())})
+    return ds
+
+
+def _read_cache(path: Path, classes: List[str], n: int) -> Optional[ArrayDataset]:
+    """The cached arrays, or None when absent or unusable (then they are decoded again)."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+        if meta.get("format") != _CACHE_FORMAT or json.loads(meta["classes"]) != classes:
+            raise ValueError("stale metadata")
+        ds = ArrayDataset(tensors["images"], tensors["labels"], list(classes))
+        if len(ds) != n:
+            raise ValueError(f"{len(ds)} images, {n} expected")
+        return ds
+    except Exception as exc:  # a damaged cache is never fatal: decode again
+        warnings.warn(f"ignoring unusable dataset cache {path}: {exc}", stacklevel=3)
+        return None
+
+
+def _write_cache(dirs: Sequence[Path], filename: str, prefix: str, ds: ArrayDataset,
+                 meta: Dict[str, str]) -> Optional[Path]:
+    """Atomically write the cache into the first writable folder and drop stale caches of
+    the same data set, split and source folder there."""
+    meta = {**meta, "format": _CACHE_FORMAT, "classes": json.dumps(ds.classes)}
+    tensors = {"images": ds.images.contiguous(), "labels": ds.labels.contiguous()}
+    for d in dirs:
+        if not _dir_writable(d):
+            continue
+        try:
+            path = atomic_write(d / filename, lambda p: _save_readable(tensors, p, meta))
+        except OSError as exc:
+            _logger.warning("cannot write dataset cache in %s (%s); trying the next place", d, exc)
+            continue
+        for old in d.glob(f"{prefix}*.safetensors"):
+            if old.name != filename:
+                old.unlink(missing_ok=True)
+        return path
+    tried = [str(d) for d in dirs]
+    warnings.warn(f"no writable place for the decoded-image cache (tried {tried}); images will "
+                  "be decoded again next run", stacklevel=3)
+    return None
+
+
+def _save_readable(tensors: Dict[str, torch.Tensor], path: Path, meta: Dict[str, str]) -> None:
+    save_file(tensors, str(path), metadata=meta)
+    os.chmod(path, 0o644)  # mkstemp makes 0600; others sharing the data folder may read it
+
+
+def _decode_files(spec: DatasetSpec, paths: Sequence[str]) -> torch.Tensor:
+    """Decode ``paths`` into one (N, 3, S, S) uint8 tensor: batched libjpeg decodes on a
+    thread pool (torchvision releases the GIL), with a per-image fallback."""
+    size = spec.image_size
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+
+    def work(start: int) -> None:
+        chunk = paths[start:start + _DECODE_CHUNK]
+        try:
+            images = decode_jpeg([read_file(p) for p in chunk], mode=ImageReadMode.RGB)
+        except RuntimeError:  # a PNG or a broken file in the batch: find it image by image
+            images = [_decode_rgb(spec.name, Path(p)) for p in chunk]
+        for i, (path, img) in enumerate(zip(chunk, images)):
+            if tuple(img.shape) != (3, size, size):
+                raise _error(spec.name, path, f"image is {tuple(img.shape[1:])} px, not "
+                                              f"{size}x{size}")
+            out[start + i] = img
+
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(work, s) for s in range(0, len(paths), _DECODE_CHUNK)]:
+            future.result()
+    return out
