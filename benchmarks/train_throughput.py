@@ -8,10 +8,9 @@ image makes V augmented views; V = 2 in every recipe) of:
    step; CPU fp32, GPU bf16 autocast, channels_last, as the trainer runs. With
    ``--compile`` also under ``torch.compile`` (minutes of compilation on a CPU).
 2. trainer: the real step of ``train/trainer.py``: resident uint8 data indexed by
-   ``_epoch_batches`` + ``augment_views`` batched augmentation + the same model step. Built
-   from the trainer's own pieces (``_build_model``, ``param_groups``, ``LARS``,
-   ``view_configs``, ``augment_views``); the step body mirrors the trainer's loop line by
-   line. This is the number users get.
+   ``epoch_batches`` + ``augment_views`` batched augmentation + the same model step. Built
+   from the trainer's own public pieces (``build_training``, ``set_learning_rate``,
+   ``optimization_step``, ``Recipe.views``, ``epoch_batches``). This is the number users get.
 3. the usual pipeline: a torchvision per-image ``DataLoader`` (``transforms.v2``,
    RandomResizedCrop, ColorJitter p=0.8, RandomGrayscale, GaussianBlur, RandomSolarize,
    RandomHorizontalFlip, Normalize, with the recipe's per-view settings; V views per item)
@@ -59,16 +58,16 @@ try:  # `python benchmarks/NAME.py` puts this folder on sys.path; `python -m ben
 except ImportError:
     from benchmarks import _common
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from frossl_hub.catalog import SMALL_STEM_ARCH, STANDARD_STEM_ARCH
+from frossl_hub.runtime import DeviceError, resolve_device
 from frossl_hub.specs import DatasetSpec, get_dataset_spec
+from frossl_hub.stems import SMALL_STEM_ARCH, STANDARD_STEM_ARCH
 from train import data as data_mod
 from train.augment import ViewConfig, augment_views, blur_kernel_size
-from train.optim import LARS, param_groups, warmup_cosine
-from train.recipes import Recipe, get_recipe, view_configs
-from train.trainer import (TrainingError, _amp_dtype, _build_model, _Data, _epoch_batches, _resolve_device,
-                           optimization_step)
+from train.batches import TrainData, epoch_batches
+from train.model import amp_dtype_for, build_training, optimization_step, set_learning_rate
+from train.recipes import Recipe, get_recipe
 
 DEFAULT_CIFAR_DIR = _common.REPO / ".data" / "cifar-10-jpeg"
 # benchmark name -> (recipe, synthetic pool size: None = the real data set's size)
@@ -128,36 +127,26 @@ def load_source(name: str, recipe: Recipe, data_dir: Optional[Path], pool: int) 
 
 
 class TrainerStep:
-    """One optimisation step exactly as the loop of ``train.trainer.train`` runs it.
+    """One optimisation step exactly as ``train.trainer.train_one_epoch`` runs it.
 
-    It calls the trainer's own ``optimization_step`` with the same schedule and on-device
-    log sums, so the benchmark measures the code users run.
+    The trainer's own ``build_training``, ``set_learning_rate`` and ``optimization_step``,
+    with the same on-device log sums, so the benchmark measures the code users run.
     """
 
     def __init__(self, recipe: Recipe, spec: DatasetSpec, device: torch.device, compile_model: bool,
                  total_steps: int = 10_000) -> None:
         torch.manual_seed(recipe.seed)
-        self.recipe, self.device = recipe, device
-        self.amp_dtype = _amp_dtype("auto", device)  # bf16 autocast on CUDA, fp32 on CPU
-        model, self.loss_fn = _build_model(recipe, spec.in_chans, spec.num_classes)
-        model.to(device)
-        model.to(memory_format=torch.channels_last)
-        self.model = model
-        groups = param_groups({"backbone": model.backbone, "projector": model.projector},
-                              recipe.weight_decay, recipe.lr(), model.classifier, recipe.classifier_lr)
-        self.optimizer = LARS(groups, lr=recipe.lr(), momentum=recipe.momentum,
-                              weight_decay=recipe.weight_decay, eta=recipe.lars_eta)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
-        self.train_module: nn.Module = torch.compile(model) if compile_model else model
+        self.recipe = recipe
+        # bf16 autocast on CUDA, fp32 on CPU; channels_last, as the trainer runs
+        self.training = build_training(recipe, spec.in_chans, spec.num_classes, device,
+                                       amp_dtype_for("auto", device), compile_model=compile_model)
         self.total_steps, self.warmup_steps, self.step = total_steps, total_steps // 100, 0
         self.log_sums: Dict[str, Tensor] = {}
-        model.train()
+        self.training.model.train()
 
     def __call__(self, views: List[Tensor], labels: Tensor) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * warmup_cosine(self.step, self.total_steps, self.warmup_steps)
-        logged = optimization_step(self.train_module, self.loss_fn, self.optimizer, self.scaler, views,
-                                   labels, self.recipe.method == "frossl", self.amp_dtype, self.device)
+        set_learning_rate(self.training.optimizer, self.step, self.total_steps, self.warmup_steps)
+        logged = optimization_step(self.training, views, labels)
         self.step += 1
         for key, value in logged.items():
             self.log_sums[key] = self.log_sums.get(key, 0) + value
@@ -169,11 +158,11 @@ class TrainerStep:
 def trainer_batches(source: Source, recipe: Recipe, device: torch.device) -> Iterator[Tuple[Tensor, Tensor]]:
     """The trainer's (uint8 images, labels) batches, epoch after epoch, from device-resident data."""
     ds = data_mod.ArrayDataset(source.images.to(device), source.labels.to(device))
-    data = _Data(pretrain=ds, bank=ds, test=ds, classes=[], in_memory=True)
+    data = TrainData(pretrain=ds, bank=ds, test=ds, classes=[], in_memory=True)
     steps_per_epoch = len(ds) // recipe.batch_size
     epoch = 0
     while True:
-        yield from _epoch_batches(data, recipe, epoch, 0, steps_per_epoch, recipe.batch_size, 0, 0, device)
+        yield from epoch_batches(data, recipe, epoch, 0, steps_per_epoch, recipe.batch_size, 0, 0, device)
         epoch += 1
 
 
@@ -279,7 +268,7 @@ def compare(args: argparse.Namespace, device: torch.device) -> None:
     batch = recipe.batch_size
     if len(source.images) < batch:
         raise SystemExit(f"error: {len(source.images)} images, fewer than one batch of {batch}")
-    cfgs = view_configs(recipe, crop=True)
+    cfgs = recipe.views()
     workers = args.workers if args.workers is not None else _common.available_cores()
     print(f"data: {source.note}")
     print(f"recipe: {recipe.dataset}, {recipe.architecture}, batch {batch} source images, "
@@ -374,7 +363,7 @@ def print_ratios(rows: Sequence[Row], device: torch.device, crop: int) -> None:
 def trainer_row(name: str, arch: str, args: argparse.Namespace, device: torch.device) -> Tuple[Row, Recipe, Source]:
     """Row 2 (the trainer's step) alone, for one data set and backbone."""
     recipe, spec, source = setup(name, args, arch=arch)
-    cfgs = view_configs(recipe, crop=True)
+    cfgs = recipe.views()
     step = TrainerStep(recipe, spec, device, compile_model=args.compile)
     aug_gen = torch.Generator(device=device).manual_seed(recipe.seed * 7919)
     batches = trainer_batches(source, recipe, device)
@@ -443,8 +432,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        device = _resolve_device(args.device, 0)
-    except TrainingError as exc:
+        device = resolve_device(args.device)
+    except DeviceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     title = "trainer epoch table" if args.epoch_table else f"train throughput: {args.dataset}"

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2 as T
 import torchvision.transforms.v2.functional as TF
 
-from train import augment
+from train import view_ops
 from train.augment import (
     ViewConfig,
     augment_view,
@@ -179,7 +179,7 @@ def test_cpu_subset_path_matches_gpu_style_masked_path(monkeypatch):
     x = _images(32)
     cfg = ViewConfig(32, **HEAVY)
     subsets = _unit(x, cfg)
-    monkeypatch.setattr(augment, "_CPU_SUBSETS", False)
+    monkeypatch.setattr(view_ops, "_CPU_SUBSETS", False)
     masked = _unit(x, cfg)
     torch.testing.assert_close(subsets, masked, atol=1e-5, rtol=0)
 
@@ -216,7 +216,7 @@ def test_resample_matches_torchvision_crop_then_resize_and_flip():
     x = torch.rand(24, 3, 40, 30, generator=g)
     boxes = sample_crop_boxes(24, 40, 30, generator=g)
     flip = torch.rand(24, generator=g) < 0.5
-    out = augment._resample(x, boxes, flip, 24, "bilinear")
+    out = view_ops._resample(x, boxes, flip, 24, "bilinear")
     for i in range(24):
         x0, y0, x1, y1 = (int(v) for v in boxes[i].tolist())
         ref = TF.resized_crop(x[i], y0, x0, y1 - y0, x1 - x0, [24, 24], antialias=False)
@@ -299,7 +299,7 @@ def test_gaussian_blur_matches_torchvision_per_sample():
     g = _gen(2)
     x = torch.rand(6, 3, 24, 24, generator=g)
     sigma = 0.1 + 1.9 * torch.rand(6, generator=g)
-    out = augment._gaussian_blur(x, sigma, 5)
+    out = view_ops._gaussian_blur(x, sigma, 5)
     for i in range(6):
         ref = TF.gaussian_blur(x[i], [5, 5], [sigma[i].item()] * 2)
         torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
@@ -337,7 +337,7 @@ def test_color_jitter_matches_torchvision_for_every_op_order():
     u = torch.rand(24, 4, generator=g)
     factors = torch.stack([0.2 + 1.6 * u[:, 0], 0.2 + 1.6 * u[:, 1], 0.2 + 1.6 * u[:, 2],
                            u[:, 3] - 0.5], dim=1)
-    out = augment._color_jitter(x, factors, orders, (0, 1, 2, 3))
+    out = view_ops._color_jitter(x, factors, orders, (0, 1, 2, 3))
     fns = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
     for i in range(24):
         ref = x[i]
@@ -348,8 +348,8 @@ def test_color_jitter_matches_torchvision_for_every_op_order():
 
 def test_jitter_order_is_uniform_over_permutations():
     cfg = ViewConfig(32)
-    u = torch.rand(4800, augment._NUM_UNIFORMS, generator=_gen())
-    _, order = augment._jitter_params(u, cfg, (0, 1, 2, 3), None)
+    u = torch.rand(4800, view_ops.NUM_UNIFORMS, generator=_gen())
+    _, order = view_ops._jitter_params(u, cfg, (0, 1, 2, 3), None)
     counts = torch.zeros(4, 4)
     for slot in range(4):
         counts[slot] = torch.bincount(order[:, slot], minlength=4).float()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import train.data as data_mod
+import train.data.cache as data_cache
 from train.data import (
     ArrayDataset,
     DatasetError,
@@ -157,8 +157,8 @@ def test_read_only_data_folder_falls_back_to_the_user_cache(tmp_path, monkeypatc
     root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if os.geteuid() == 0:  # root writes anywhere: report the data folder read-only instead
-        real = data_mod._dir_writable
-        monkeypatch.setattr(data_mod, "_dir_writable",
+        real = data_cache._dir_writable
+        monkeypatch.setattr(data_cache, "_dir_writable",
                             lambda p: not str(p).startswith(str(root)) and real(p))
     root.chmod(0o555)
     try:

@@ -212,3 +212,22 @@ def test_intermediate_stems_keep_timm_resnet18_keys_and_shapes_but_conv1(arch):
     state = timm.create_model(arch, num_classes=10).state_dict()
     assert list(state) == list(reference)
     assert {k for k in state if state[k].shape != reference[k].shape} == {"conv1.weight"}
+
+
+@pytest.mark.parametrize("timm_first", [False, True])
+def test_import_frossl_hub_is_light_and_timm_still_knows_the_architectures(timm_first):
+    """`import frossl_hub` imports neither torch nor timm; timm learns our architectures on its
+    own import, whichever of the two comes first."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            + ("import timm\n" if timm_first else "")
+            + "import frossl_hub\n"
+            + ("" if timm_first else "assert 'torch' not in sys.modules and 'timm' not in sys.modules\n")
+            + "import timm\n"
+            + "assert all(timm.is_model(a) for a in ('frossl_resnet18', 'frossl_resnet18_cifar'))\n"
+            + "assert frossl_hub.load.__module__ == 'frossl_hub.hub'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr

@@ -2,46 +2,38 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
-from frossl_hub.objectives import get_objective, list_objectives
+from frossl_hub.objectives import list_objectives
+from frossl_hub.runtime import dist_env
 from frossl_hub.specs import DATASET_SPECS
-from frossl_hub.stems import STEMS
 
-from .recipes import Recipe, get_recipe
+from .recipes import Recipe, get_recipe, setting_types
 
 __all__ = ["main", "build_parser", "recipe_from_args"]
 
-# recipe fields the command line does not expose (derived or set elsewhere)
+# recipe settings the command line does not expose as overrides (they have their own flags)
 _HIDDEN_FIELDS = {"dataset", "method"}
-
-
-def _field_type(f: dataclasses.Field) -> Any:
-    hints = typing.get_type_hints(Recipe)
-    return hints[f.name]
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("recipe overrides (default: the paper's recipe for --dataset)")
-    for f in dataclasses.fields(Recipe):
-        if f.name in _HIDDEN_FIELDS:
+    for name, hint in setting_types().items():
+        if name in _HIDDEN_FIELDS:
             continue
-        hint = _field_type(f)
-        origin = typing.get_origin(hint)
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        flag = "--" + f.name.replace("_", "-")
-        if origin is tuple or (origin is typing.Union and args and typing.get_origin(args[0]) is tuple):
-            inner = typing.get_args(args[0] if origin is typing.Union else hint)[0]
+        flag = "--" + name.replace("_", "-")
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        tuples = [a for a in args if typing.get_origin(a) is tuple or a is tuple]
+        if typing.get_origin(hint) is tuple or tuples:
+            inner = typing.get_args(tuples[0] if tuples else hint)[0]
             group.add_argument(flag, type=inner, nargs="+", default=None, metavar="X")
         elif hint is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
-            base = args[0] if origin is typing.Union else hint
-            group.add_argument(flag, type=base, default=None, metavar=base.__name__.upper())
+            group.add_argument(flag, type=args[0], default=None, metavar=args[0].__name__.upper())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,48 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
-    """The data set's recipe with the method's defaults and the command line's overrides."""
-    recipe = get_recipe(args.dataset).replace(method=args.method)
-    if args.method != "frossl":
-        objective = get_objective(args.method)
-        recipe = recipe.replace(base_lr=objective.base_lr, weight_decay=objective.weight_decay)
+    """The data set's recipe with the method's defaults and the command line's overrides.
+
+    Raises:
+        RecipeError: a setting out of range (the message names its flag).
+    """
     changes: Dict[str, Any] = {}
-    for f in dataclasses.fields(Recipe):
-        value = getattr(args, f.name, None)
-        if f.name not in _HIDDEN_FIELDS and value is not None:
-            changes[f.name] = tuple(value) if isinstance(value, list) else value
-    recipe = recipe.replace(**changes)
-    _validate(recipe)
-    return recipe
-
-
-def _validate(recipe: Recipe) -> None:
-    problems: List[str] = []
-    positive = ["batch_size", "epochs", "base_lr", "num_views", "crop_size", "knn_k", "log_every_steps",
-                "eval_every_epochs", "spectrum_every_epochs", "lars_eta"]
-    for name in positive:
-        if getattr(recipe, name) <= 0:
-            problems.append(f"--{name.replace('_', '-')} must be > 0, got {getattr(recipe, name)}")
-    for name in ["weight_decay", "warmup_epochs", "invariance_weight", "momentum", "classifier_lr"]:
-        if getattr(recipe, name) < 0:
-            problems.append(f"--{name.replace('_', '-')} must be >= 0, got {getattr(recipe, name)}")
-    if recipe.num_views < 2:
-        problems.append(f"--num-views must be at least 2, got {recipe.num_views}")
-    if recipe.batch_size < 2:
-        problems.append(f"--batch-size must be at least 2, got {recipe.batch_size}")
-    lo, hi = recipe.crop_scale if len(recipe.crop_scale) == 2 else (-1, -1)
-    if not 0 < lo <= hi <= 1:
-        problems.append(f"--crop-scale needs two numbers 0 < min <= max <= 1, got {list(recipe.crop_scale)}")
-    for name in ["jitter_prob", "gray_prob", "flip_prob"]:
-        if not 0 <= getattr(recipe, name) <= 1:
-            problems.append(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(recipe, name)}")
-    for name in ["blur_prob", "solarize_prob"]:
-        if not all(0 <= p <= 1 for p in getattr(recipe, name)):
-            problems.append(f"--{name.replace('_', '-')} values must be in [0, 1], got {list(getattr(recipe, name))}")
-    if recipe.arch is not None and recipe.arch not in STEMS:
-        problems.append(f"--arch must be one of {', '.join(STEMS)}, got {recipe.arch!r}")
-    if problems:
-        raise ValueError("; ".join(problems))
+    for name in setting_types():
+        value = getattr(args, name, None)
+        if name not in _HIDDEN_FIELDS and value is not None:
+            changes[name] = tuple(value) if isinstance(value, list) else value
+    return get_recipe(args.dataset, method=args.method).replace(**changes)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -144,7 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       progress=not args.no_progress)
     try:
         train(recipe, opts)
-        if _is_main_process() and not args.no_probe:
+        if dist_env().is_main and not args.no_probe:
             from .linear import run_linear_probe
 
             run_linear_probe(args.out, device=args.device, data_dir=args.data_dir,
@@ -161,9 +122,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"\n{exc}", file=sys.stderr)
         return 130
     return 0
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0

@@ -1,7 +1,7 @@
 """Frozen-feature evaluation: feature extraction, weighted kNN, spectra, linear classifiers."""
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from .augment import normalize_uint8
 
 __all__ = [
     "extract_features",
+    "split_features",
     "knn_top1",
     "topk_accuracy",
     "eigenspectrum",
@@ -57,6 +58,56 @@ def extract_features(
     if projector is not None:
         projector.train(was_training)
     return torch.cat(feats), (torch.cat(projs) if projs else None)
+
+
+SPLIT_CHUNK = 1024  # in-memory images handed to extract_features at a time
+LOADER_BATCH = 256  # streamed images per DataLoader batch
+
+
+def _subset(n: int, limit: Optional[int], seed: int) -> Tensor:
+    """Sorted indices of a fixed random subset of ``limit`` of ``n`` items (all without one)."""
+    if limit is None or limit >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+
+
+def _split_batches(ds: Any, limit: Optional[int], seed: int,
+                   workers: int) -> Iterator[Tuple[Tensor, Tensor]]:
+    """(uint8 images, labels) batches of a split or of its subset."""
+    idx = _subset(len(ds), limit, seed)
+    if hasattr(ds, "images"):  # an ArrayDataset, on any device
+        dev_idx = idx.to(ds.images.device)
+        for start in range(0, len(dev_idx), SPLIT_CHUNK):
+            sel = dev_idx[start:start + SPLIT_CHUNK]
+            yield ds.images[sel], ds.labels[sel]
+        return
+    subset = ds if len(idx) == len(ds) else torch.utils.data.Subset(ds, idx.tolist())
+    loader = torch.utils.data.DataLoader(subset, batch_size=LOADER_BATCH, num_workers=workers,
+                                         pin_memory=torch.cuda.is_available())
+    for images, labels in loader:
+        yield images[:, 0], labels  # eval mode: one (1, C, S, S) view per image
+
+
+def split_features(backbone: nn.Module, ds: Any, mean: Sequence[float], std: Sequence[float],
+                   size: int, limit: Optional[int] = None, seed: int = 0,
+                   projector: Optional[nn.Module] = None, amp_dtype: Optional[torch.dtype] = None,
+                   workers: int = 4) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Features, labels (and projector outputs) of a whole split, or of a fixed subset of
+    ``limit`` images drawn with ``seed``.
+
+    ``ds`` is an in-memory ``ArrayDataset`` (on any device) or an eval-mode
+    ``ImageFolderCrops`` streamed through ``workers`` DataLoader workers. The one feature
+    extractor of the trainer's evaluations, the linear probe and publishing.
+    """
+    feats, labels, projs = [], [], []
+    for images, lab in _split_batches(ds, limit, seed, workers):
+        f, p = extract_features(backbone, images, mean, std, size, projector=projector,
+                                amp_dtype=amp_dtype)
+        feats.append(f)
+        labels.append(lab.to(f.device))
+        if p is not None:
+            projs.append(p)
+    return torch.cat(feats), torch.cat(labels), (torch.cat(projs) if projs else None)
 
 
 @torch.no_grad()

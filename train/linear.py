@@ -22,11 +22,12 @@ from torch import Tensor, nn
 
 from frossl_hub._io import atomic_write, atomic_write_json
 from frossl_hub.models import create_backbone
+from frossl_hub.runtime import resolve_device
 from frossl_hub.specs import get_dataset_spec
 
 from . import data as data_mod
 from .checkpoint import CKPT_NAME, CheckpointError, load_checkpoint
-from .evaluation import extract_features, fit_linear, fold_standardization, knn_top1, topk_accuracy
+from .evaluation import fit_linear, fold_standardization, knn_top1, split_features, topk_accuracy
 from .recipes import LINEAR_PROTOCOLS, Recipe
 
 __all__ = ["run_linear_probe", "LINEAR_NAME", "HEAD_NAME", "load_run", "backbone_from_checkpoint",
@@ -45,11 +46,7 @@ def load_run(run_dir: Path) -> Tuple[Recipe, Dict[str, Any]]:
         raise CheckpointError(f"{run_dir} is not a training run: no config.json "
                               "(made by `python -m train`).")
     config = json.loads(path.read_text())
-    fields = {k: v for k, v in config["recipe"].items() if k in Recipe.__dataclass_fields__}
-    for key, value in list(fields.items()):
-        if isinstance(value, list):
-            fields[key] = tuple(value)
-    return Recipe(**fields), config
+    return Recipe.from_dict(config["recipe"]), config
 
 
 def backbone_from_checkpoint(run_dir: Path, recipe: Recipe, device: torch.device) -> Tuple[nn.Module, Dict[str, Any]]:
@@ -76,18 +73,9 @@ def _features(backbone: nn.Module, ds: Any, recipe: Recipe, device: torch.device
               workers: int = 8) -> Tuple[Tensor, Tensor]:
     spec = get_dataset_spec(recipe.dataset)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    if isinstance(ds, data_mod.ArrayDataset):
-        f, _ = extract_features(backbone, ds.images, spec.mean, spec.std, recipe.crop_size,
-                                amp_dtype=amp, progress=True)
-        return f.cpu(), ds.labels.cpu()
-    loader = torch.utils.data.DataLoader(ds, batch_size=256, num_workers=workers)
-    feats, labels = [], []
-    for images, lab in loader:
-        images = images[:, 0]  # eval mode: one (1, C, S, S) view per image
-        f, _ = extract_features(backbone, images, spec.mean, spec.std, recipe.crop_size, amp_dtype=amp)
-        feats.append(f.cpu())
-        labels.append(lab)
-    return torch.cat(feats), torch.cat(labels)
+    feats, labels, _ = split_features(backbone, ds, spec.mean, spec.std, recipe.crop_size,
+                                      amp_dtype=amp, workers=workers)
+    return feats.cpu(), labels.cpu()
 
 
 def cached_features(run_dir: Path, tag: str, backbone: nn.Module, ds: Any, recipe: Recipe,
@@ -205,8 +193,7 @@ def run_linear_probe(run_dir: Path, device: str = "auto", data_dir: Optional[Pat
     recipe, config = load_run(run_dir)
     if protocol not in ("fast", "paper"):
         raise ValueError(f"protocol must be 'fast' or 'paper', got {protocol!r}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     data_dir = data_dir or (Path(config["options"]["data_dir"]) if config["options"].get("data_dir") else None)
     cache_dir = cache_dir or (Path(config["options"]["cache_dir"]) if config["options"].get("cache_dir") else None)
     spec = get_dataset_spec(recipe.dataset)

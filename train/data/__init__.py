@@ -9,7 +9,8 @@ decodes a JPEG again. ImageNet-sized sets stream from ImageFolder trees through
 
 Every failure to find or parse data raises ``DatasetError`` naming the data set, the path
 tried and the layout expected there.
-"""from .base import ArrayDataset, DatasetError, default_data_dir, is_in_memory
+"""
+from .base import ArrayDataset, DatasetError, default_data_dir, is_in_memory
 from .folders import ImageFolderCrops
 from .load import load_arrays
 
