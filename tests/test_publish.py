@@ -199,3 +199,27 @@ def test_paper_protocol_probe_trains_on_augmented_images_and_reports(run, tmp_pa
     result = run_linear_probe(copy, device="cpu", protocol="paper", random_baseline=False, epochs=3)
     assert result["protocol"] == "paper" and 0.0 <= result["top1"] <= result["top5"] <= 1.0
     assert json.loads((copy / LINEAR_NAME).read_text())["protocol"] == "paper"
+
+
+def test_every_card_parses_as_hugging_face_model_card_data():
+    from huggingface_hub import ModelCard
+
+    for path in sorted(CARDS_DIR.glob("frossl-*.md")):
+        card = ModelCard.load(path)  # ModelCard.validate() asks the Hub, which tests cannot reach
+        assert card.data.library_name == "timm" and card.data.license == "apache-2.0", path.name
+        entry = frossl_hub.CATALOG[path.stem]
+        if entry.has_weights:
+            results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+            assert results["Linear-probe top-1"] == round(100 * entry.metrics["linear_top1"], 2)
+            assert card.data.eval_results[0].dataset_split == entry.spec.eval_split
+        else:
+            assert card.data.eval_results is None
+
+
+def test_a_simclr_card_names_simclrs_projector():
+    from train.publish import render_card
+
+    recipe = get_recipe("fashion-mnist", method="simclr")
+    linear = {"knn_top1": 0.5, "epoch": 1.0, "step": 10, "protocol": "fast", "weight_decay": 0.0}
+    card = render_card("m", recipe, {}, linear, {}, "float32", {"top1": 0.5, "top5": 0.9})
+    assert "512 → 2048 → 256 (dropped" in card

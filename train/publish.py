@@ -7,186 +7,42 @@ measured metrics, and ``SHA256SUMS``. With ``--push-to ORG/NAME`` it is also upl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import string
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import torch
-import yaml
 
-from frossl_hub.catalog import CATALOG, SMALL_STEM_ARCH
 from frossl_hub.hub import DTYPES, model_config, push_to_hub, save_pretrained
 from frossl_hub.models import pretrained_cfg_for
 from frossl_hub.specs import get_dataset_spec
 
+from .cards import CARD_TEMPLATE, recipe_command, render_card
 from .checkpoint import CheckpointError
-from .linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run
+from .evaluation import split_features, topk_accuracy
+from .linear import HEAD_NAME, LINEAR_NAME, _split_arrays, backbone_from_checkpoint, load_run
 from .plot import plot_run, read_metrics
-from .recipes import Recipe, get_recipe
+from .recipes import Recipe
 
 __all__ = ["publish_run", "render_card", "recipe_command", "CARD_TEMPLATE", "main"]
 
-CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
 PUBLISHED_DIR = "published"  # default folder inside the run directory
-
-
-def recipe_command(recipe: Recipe, data_dir: str = "DATA", out: str = "RUN_DIR") -> str:
-    """The `python -m train` command line that reproduces ``recipe``."""
-    base = get_recipe(recipe.dataset)
-    parts = ["python -m train", f"--dataset {recipe.dataset}", f"--data-dir {data_dir}", f"--out {out}"]
-    if recipe.method != "frossl":
-        parts.append(f"--method {recipe.method}")
-    for f in dataclasses.fields(Recipe):
-        if f.name in ("dataset", "method"):
-            continue
-        value, default = getattr(recipe, f.name), getattr(base, f.name)
-        if value != default and value is not None:
-            flag = "--" + f.name.replace("_", "-")
-            shown = " ".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
-            parts.append(f"{flag} {shown}")
-    return " \\\n  ".join(parts)
-
-
-def _pct(x: Optional[float]) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
-
-
-def _data_note(recipe: Recipe, config: Dict[str, Any]) -> str:
-    data_dir = str(config.get("options", {}).get("data_dir") or "")
-    jpeg = recipe.dataset == "cifar10" and (
-        "jpeg" in data_dir.lower() or (Path(data_dir) / "train").is_dir())
-    if jpeg:
-        return ("**Data note:** trained and evaluated on the CIFAR-10 JPEG re-encoding (quality ≈ 75, "
-                "all 60,000 images), not the official lossless release; expect numbers a point or two "
-                "below what the original files would give.")
-    return ""
-
-
-def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Dict[str, Any],
-                metrics: Dict[str, List[Dict[str, Any]]], dtype: str, measured: Dict[str, float],
-                hf_hub_id: Optional[str] = None) -> str:
-    """The model card (YAML front matter + markdown) from a run's measured outputs."""
-    spec = get_dataset_spec(recipe.dataset)
-    evals = metrics.get("eval", [])
-    last_eval = evals[-1] if evals else {}
-    front = {
-        "library_name": "timm",
-        "license": "apache-2.0",
-        "pipeline_tag": "image-classification",
-        "tags": ["image-classification", "image-feature-extraction", "self-supervised-learning",
-                 "frossl", "timm", "resnet18"],
-        "datasets": [spec.hf_dataset] if spec.hf_dataset else [],
-        "model-index": [{
-            "name": name,
-            "results": [{
-                "task": {"type": "image-classification", "name": "Linear probe (frozen backbone)"},
-                "dataset": {"type": spec.hf_dataset or spec.name, "name": spec.title,
-                            "split": spec.eval_split},
-                "metrics": [
-                    {"type": "accuracy", "name": "Linear-probe top-1", "value": round(100 * measured["top1"], 2)},
-                    {"type": "accuracy", "name": "Linear-probe top-5", "value": round(100 * measured["top5"], 2)},
-                    {"type": "accuracy", "name": "kNN top-1 (k=20)", "value": round(100 * linear["knn_top1"], 2)},
-                ],
-            }],
-        }],
-    }
-    paper = get_recipe(recipe.dataset)
-    small = recipe.architecture == SMALL_STEM_ARCH
-    done = float(linear.get("epoch", 0.0))
-    fraction = done / paper.epochs if paper.epochs else 0
-    budget_note = (f"This run covers {done:.2f} of the paper's {paper.epochs:g} epochs "
-                   f"({100 * fraction:.2f}% of its recipe)" + (
-                       ": a small compute budget, so the numbers are far from the paper's."
-                       if fraction < 0.5 else "."))
-    random = linear.get("random_init")
-    limitations = [
-        f"- Pretrained on {spec.title} only; features transfer best to images like it "
-        f"({spec.image_size}×{spec.image_size}, {'greyscale' if spec.in_chans == 1 else 'colour'}).",
-        f"- {budget_note}",
-        "- The linear-probe head is fitted on the official train split and reported on the "
-        f"{spec.eval_split} split; hyper-parameters were chosen on a held-out tenth of train.",
-        "- Not evaluated for robustness, fairness or out-of-distribution inputs.",
-    ]
-    values = {
-        "front_matter": yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(),
-        "name": name,
-        "dataset_title": spec.title,
-        "train_images": f"{config.get('num_pretrain_images', 0):,}",
-        "num_classes": spec.num_classes,
-        "data_note": _data_note(recipe, config),
-        "eval_split": spec.eval_split,
-        "weights_dtype": dtype,
-        "probe_top1": _pct(measured["top1"]),
-        "probe_top5": _pct(measured["top5"]),
-        "knn_top1": _pct(linear["knn_top1"]),
-        "random_top1": f"{_pct(random['top1'])} %" if random else "not measured",
-        "probe_protocol": ("features cached once, linear classifier fitted for 100 epochs, weight decay "
-                           f"{linear.get('weight_decay')} picked on a held-out tenth of train"
-                           if linear.get("protocol") == "fast" else "the paper's 100-epoch protocol"),
-        "online_top1": _pct(last_eval.get("online_top1")),
-        "architecture": recipe.architecture,
-        "stem": "3×3 stride-1 conv1, no max-pool" if small else "timm resnet18 stem: 7×7 stride-2 conv1 + max-pool",
-        "num_views": recipe.num_views,
-        "invariance_weight": recipe.invariance_weight,
-        "projector": " → ".join(str(d) for d in (recipe.projector_dims or (2048, 2048, 1024))),
-        "lars_eta": recipe.lars_eta,
-        "momentum": recipe.momentum,
-        "lr": f"{recipe.lr():g}",
-        "base_lr": recipe.base_lr,
-        "batch_size": recipe.batch_size,
-        "weight_decay": recipe.weight_decay,
-        "warmup_epochs": f"{recipe.warmup_epochs:g}",
-        "epochs_done": f"{done:.2f}",
-        "steps": linear.get("step"),
-        "epochs_planned": f"{recipe.epochs:g}",
-        "train_minutes": f"{float(linear.get('train_time_s', 0)) / 60:.1f}",
-        "wall_minutes": f"{float(linear.get('wall_time_s', linear.get('train_time_s', 0))) / 60:.1f}",
-        "hardware": config.get("hardware", "unknown"),
-        "torch_version": config.get("torch", torch.__version__),
-        "command": recipe_command(recipe),
-        "paper_command": recipe_command(paper),
-        "paper_epochs": f"{paper.epochs:g}",
-        "budget_note": budget_note,
-        "input_size": tuple([spec.in_chans, spec.image_size, spec.image_size]),
-        "mean": tuple(spec.mean),
-        "std": tuple(spec.std),
-        "interpolation": pretrained_cfg_for(spec)["interpolation"],
-        "crop_pct": pretrained_cfg_for(spec)["crop_pct"],
-        "limitations": "\n".join(limitations),
-    }
-    if not CARD_TEMPLATE.is_file():
-        raise FileNotFoundError(f"model card template missing: {CARD_TEMPLATE}")
-    return string.Template(CARD_TEMPLATE.read_text(encoding="utf-8")).substitute(values)
 
 
 def _measure_published(backbone: torch.nn.Module, head: Dict[str, torch.Tensor], recipe: Recipe,
                        data_dir: Optional[Path], cache_dir: Optional[Path], dtype: str,
                        device: torch.device) -> Dict[str, float]:
     """Probe top-1/top-5 with the weights rounded to the published dtype."""
-    from .evaluation import extract_features, topk_accuracy
-    from .linear import _split_arrays
-
     rounded = {k: v.to(DTYPES[dtype]).float() for k, v in backbone.state_dict().items()}
     backbone.load_state_dict(rounded)
     spec = get_dataset_spec(recipe.dataset)
     test = _split_arrays(recipe, data_dir, "test", cache_dir)
-    if hasattr(test, "images"):
-        feats, _ = extract_features(backbone, test.images, spec.mean, spec.std, recipe.crop_size)
-        labels = test.labels
-    else:
-        loader = torch.utils.data.DataLoader(test, batch_size=256, num_workers=4)
-        chunks, label_chunks = [], []
-        for images, lab in loader:
-            chunks.append(extract_features(backbone, images[:, 0], spec.mean, spec.std, recipe.crop_size)[0])
-            label_chunks.append(lab)
-        feats, labels = torch.cat(chunks), torch.cat(label_chunks)
+    feats, labels, _ = split_features(backbone, test, spec.mean, spec.std, recipe.crop_size)
     weight = head["fc.weight"].to(DTYPES[dtype]).float().to(feats.device)
     bias = head["fc.bias"].to(DTYPES[dtype]).float().to(feats.device)
-    acc = topk_accuracy(feats @ weight.T + bias, labels.to(feats.device), ks=(1, 5))
+    acc = topk_accuracy(feats @ weight.T + bias, labels, ks=(1, 5))
     return {"top1": acc[1], "top5": acc[5]}
 
 
@@ -231,7 +87,6 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
     measured = (_measure_published(backbone, head, recipe, data_dir, cache_dir, dtype, dev)
                 if dtype != "float32" else {"top1": linear["top1"], "top5": linear["top5"]})
     metrics = read_metrics(run_dir)
-    entry = CATALOG.get(name)
     summary = {
         "linear_top1": round(measured["top1"], 4), "linear_top5": round(measured["top5"], 4),
         "knn_top1": round(linear["knn_top1"], 4),
@@ -241,8 +96,7 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
     cfg = model_config(model, frossl={"name": name, "dataset": spec.name, "recipe": recipe.to_dict(),
                                       "metrics": summary, "weights_dtype": dtype,
                                       "hardware": config.get("hardware")})
-    card = render_card(name, recipe, config, linear, metrics, dtype, measured,
-                       entry.hf_hub_id if entry else None)
+    card = render_card(name, recipe, config, linear, metrics, dtype, measured)
     with tempfile.TemporaryDirectory() as tmp:
         plots = plot_run(run_dir, Path(tmp) / "plots", title=name)
         extras: Dict[str, Any] = {"README.md": card, "metrics.json": json.dumps(
