@@ -20,12 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # benchmarks/ is not an installed package
-    sys.path.insert(0, str(ROOT))
+from benchmarks.convergence import report
+from benchmarks.convergence.__main__ import main
 
-from benchmarks.convergence import report  # noqa: E402
-from benchmarks.convergence.__main__ import main  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -238,3 +236,12 @@ def test_committed_report_is_what_the_committed_runs_give(study_dir: str, tmp_pa
     folder = ROOT / study_dir
     assert main([str(folder / "runs"), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "RESULTS.md").read_text() == (folder / "RESULTS.md").read_text()
+
+
+def test_the_report_imports_no_torch() -> None:
+    """The report reads JSON and draws plots: it shares frossl_hub's atomic writes and the
+    trainer's metrics reader without paying for torch."""
+    code = ("import sys\nimport benchmarks.convergence.report\n"
+            "assert 'torch' not in sys.modules and 'timm' not in sys.modules, 'imported torch'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

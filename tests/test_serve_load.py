@@ -30,8 +30,6 @@ from frossl_hub.models import pretrained_cfg_for
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # benchmarks/ is not an installed package
-    sys.path.insert(0, str(REPO))
 
 from benchmarks import _common  # noqa: E402  (server start-up helpers shared with the benchmark)
 CLIENTS = 64

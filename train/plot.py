@@ -7,28 +7,49 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["read_metrics", "plot_run", "PLOT_NAMES", "main"]
+__all__ = ["read_metrics", "save_png", "plot_run", "PLOT_NAMES", "METRICS_NAME", "main"]
 
 PLOT_NAMES = ("loss.png", "accuracy.png", "spectrum.png")  # what plot_run writes
+METRICS_NAME = "metrics.jsonl"  # the trainer's log, one JSON object per line
 
 
 def read_metrics(run_dir: Path) -> Dict[str, List[Dict[str, Any]]]:
-    """metrics.jsonl grouped by kind (train, eval, spectrum)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    """A run's metrics.jsonl grouped by kind (train, eval, spectrum).
+
+    A truncated last line (a crash mid-write) is skipped; any other line that is not JSON
+    raises a ValueError naming the file and line. Imports neither torch nor timm.
+    """
+    path = Path(run_dir) / METRICS_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no metrics.jsonl (is it a `python -m train` run?)")
+        raise FileNotFoundError(f"{run_dir} has no {METRICS_NAME} (is it a `python -m train` run?)")
     out: Dict[str, List[Dict[str, Any]]] = {"train": [], "eval": [], "spectrum": []}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for number, line in enumerate(lines, 1):
+        try:
             record = json.loads(line)
-            out.setdefault(record.get("kind", "train"), []).append(record)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}:{number}: not a JSON line ({exc})") from exc
+        out.setdefault(record.get("kind", "train"), []).append(record)
     return out
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_png(fig: Any, path: Path) -> Path:
+    """A matplotlib figure as PNG via temp file + rename: a crash never leaves half an image."""
     from frossl_hub._io import atomic_write
 
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
+    return path
+
+
+def _finish(fig: Any, title: str, path: Path) -> Path:
+    """Title the figure, save it as PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=10)
+    save_png(fig, path)
+    plt.close(fig)
     return path
 
 
@@ -55,9 +76,7 @@ def plot_run(run_dir: Path, out_dir: Optional[Path] = None, title: Optional[str]
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{title}: training loss", fontsize=10)
-    written.append(_save(fig, out_dir / PLOT_NAMES[0]))
-    plt.close(fig)
+    written.append(_finish(fig, f"{title}: training loss", out_dir / PLOT_NAMES[0]))
 
     evals = metrics["eval"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -69,9 +88,7 @@ def plot_run(run_dir: Path, out_dir: Optional[Path] = None, title: Optional[str]
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{title}: accuracy during pretraining", fontsize=10)
-    written.append(_save(fig, out_dir / PLOT_NAMES[1]))
-    plt.close(fig)
+    written.append(_finish(fig, f"{title}: accuracy during pretraining", out_dir / PLOT_NAMES[1]))
 
     spectra = metrics["spectrum"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -90,9 +107,7 @@ def plot_run(run_dir: Path, out_dir: Optional[Path] = None, title: Optional[str]
         ax.grid(alpha=0.3)
         if spectra:
             ax.legend(fontsize=8)
-    fig.suptitle(f"{title}: eigenvalue spectrum over training", fontsize=10)
-    written.append(_save(fig, out_dir / PLOT_NAMES[2]))
-    plt.close(fig)
+    written.append(_finish(fig, f"{title}: eigenvalue spectrum over training", out_dir / PLOT_NAMES[2]))
     return written
 
 
@@ -104,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         for path in plot_run(args.run_dir, args.out):
             print(path)
-    except (FileNotFoundError, json.JSONDecodeError) as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

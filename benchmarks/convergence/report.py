@@ -15,14 +15,15 @@ numbers are what was measured.
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-__all__ = ["atomic_write", "ReportError", "Run", "Crossing", "Summary", "THRESHOLDS", "PLOT_NAMES",
+from frossl_hub._io import atomic_write  # frossl_hub imports neither torch nor timm up front
+from train.plot import METRICS_NAME, read_metrics, save_png
+
+__all__ = ["ReportError", "Run", "Crossing", "Summary", "THRESHOLDS", "PLOT_NAMES",
            "load_run", "find_runs", "first_crossing", "summarize", "render_table", "render_finding",
            "render_markdown", "write_plots", "write_report"]
 
@@ -41,23 +42,6 @@ BASELINE_TITLES = {"simclr": "SimCLR", "barlow": "Barlow Twins", "vicreg": "VICR
 
 class ReportError(Exception):
     """The runs cannot be reported; the message names the path and what is missing."""
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """``write(tmp)`` into a temp file beside ``path``, then ``os.replace`` it over ``path``:
-    a crash or error never leaves half a file. Local (not frossl_hub._io) so that the
-    report does not import torch."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,28 +129,16 @@ def _read_json(path: Path) -> Dict[str, Any]:
         raise ReportError(f"{path}: cannot read it as JSON ({exc})") from exc
 
 
-def _read_metrics(path: Path) -> Dict[str, List[Dict[str, Any]]]:
-    """metrics.jsonl grouped by kind; a truncated last line (crash mid-write) is skipped."""
-    out: Dict[str, List[Dict[str, Any]]] = {"train": [], "eval": [], "spectrum": []}
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                break
-            raise ReportError(f"{path}:{number}: not a JSON line ({exc})") from exc
-        out.setdefault(record.get("kind", "train"), []).append(record)
-    return out
-
-
 def load_run(path: Path, name: Optional[str] = None) -> Run:
     """Read one run folder; raises ReportError naming the path when it is not a usable run."""
     path = Path(path)
-    metrics_path = path / "metrics.jsonl"
+    metrics_path = path / METRICS_NAME
     if not metrics_path.is_file():
         raise ReportError(f"{path}: no metrics.jsonl (not a `python -m train` run folder)")
-    metrics = _read_metrics(metrics_path)
+    try:
+        metrics = read_metrics(path)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from exc
     evals = sorted(metrics["eval"], key=lambda r: r["step"])
     if not evals:
         raise ReportError(f"{metrics_path}: no evaluation records (kind \"eval\"); the run stopped "
@@ -185,9 +157,9 @@ def _run_folders(path: Path) -> List[Path]:
         raise ReportError(f"{path}: no such folder")
     if not path.is_dir():
         raise ReportError(f"{path}: not a folder")
-    if (path / "metrics.jsonl").is_file():
+    if (path / METRICS_NAME).is_file():
         return [path]
-    folders = sorted(p for p in path.iterdir() if p.is_dir() and (p / "metrics.jsonl").is_file())
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and (p / METRICS_NAME).is_file())
     if not folders:
         raise ReportError(f"{path}: holds no runs (no metrics.jsonl in it or in its sub-folders)")
     return folders
@@ -501,12 +473,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
-    """PNG via temp file + rename: a crash never leaves half an image."""
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
-    return path
-
-
 def _style(run: Run) -> Dict[str, Any]:
     """Solid lines for FroSSL runs, dashed for baselines."""
     return {"ls": "-" if run.is_frossl else "--", "marker": "o", "ms": 2.5, "lw": 1.4}
@@ -530,7 +496,7 @@ def _accuracy_plot(runs: Sequence[Run], summary: Summary, path: Path, x_of: Call
     ax.legend(fontsize=7)
     fig.suptitle("kNN top-1 during pretraining", fontsize=10)
     try:
-        return _save(fig, path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -552,7 +518,7 @@ def _rank_plot(runs: Sequence[Run], path: Path) -> Path:
     fig.suptitle("effective rank of the test-subset embeddings (projector widths differ by method)",
                  fontsize=10)
     try:
-        return _save(fig, path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -579,7 +545,7 @@ def _spectrum_plot(runs: Sequence[Run], path: Path) -> Path:
         axes[0].text(0.5, 0.5, "no spectrum recorded", transform=axes[0].transAxes, ha="center")
     fig.suptitle("last recorded eigenvalue spectrum of each run", fontsize=10)
     try:
-        return _save(fig, path)
+        return save_png(fig, path)
     finally:
         plt.close(fig)
 
