@@ -6,12 +6,14 @@ timm pretrained configs all read it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-__all__ = ["DatasetSpec", "DATASET_SPECS", "get_dataset_spec", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["DatasetSpec", "DATASET_SPECS", "get_dataset_spec", "IMAGENET_MEAN", "IMAGENET_STD", "FOLDER",
+           "folder_spec", "spec_from_dict"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # timm's IMAGENET_DEFAULT_MEAN
 IMAGENET_STD = (0.229, 0.224, 0.225)  # timm's IMAGENET_DEFAULT_STD
+FOLDER = "folder"  # your own images: no fixed spec, it is measured from the data (folder_spec)
 
 CIFAR10_LABELS = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -76,9 +78,25 @@ DATASET_SPECS: Dict[str, DatasetSpec] = {
 }
 
 
+def folder_spec(title: str, classes: Sequence[str], image_size: int, mean: Sequence[float],
+                std: Sequence[float], eval_split: str = "val") -> DatasetSpec:
+    """The spec of a folder of your own images, as measured from it: its classes (none when
+    unlabelled), the image size it was trained at and its per-channel mean and std."""
+    return DatasetSpec(FOLDER, title, len(classes), int(image_size), len(mean), tuple(mean),
+                       tuple(std), image_size <= 32, tuple(classes) or None, None, eval_split)
+
+
+def spec_from_dict(values: Dict[str, Any]) -> DatasetSpec:
+    """A spec written with ``dataclasses.asdict`` (lists back to tuples)."""
+    return DatasetSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
 def get_dataset_spec(name: str) -> DatasetSpec:
     """Spec of a data set by name (case and `_`/`-` insensitive)."""
     key = name.strip().lower().replace("_", "-")
+    if key == FOLDER:
+        raise ValueError("a folder of your own images has no fixed spec: it is measured from the "
+                         "data (frossl_hub.specs.folder_spec) and recorded in the run's config.json")
     key = {"cifar-10": "cifar10", "cifar-100": "cifar100", "stl-10": "stl10",
            "fashionmnist": "fashion-mnist", "imagenet-100": "imagenet100",
            "imagenet-1k": "imagenet", "tinyimagenet": "tiny-imagenet"}.get(key, key)

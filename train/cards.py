@@ -19,10 +19,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from frossl_hub._io import atomic_write
-from frossl_hub.catalog import CATALOG, CatalogEntry
+from frossl_hub.catalog import CATALOG, CatalogEntry, clean_name
 from frossl_hub.hub import ModelNotFoundError, resolve
 from frossl_hub.models import pretrained_cfg_for
-from frossl_hub.specs import DatasetSpec, get_dataset_spec
+from frossl_hub.specs import FOLDER, DatasetSpec, get_dataset_spec
 from frossl_hub.stems import get_stem
 
 from .recipes import Recipe, get_recipe
@@ -59,13 +59,16 @@ def front_matter(name: Optional[str] = None, spec: Optional[DatasetSpec] = None,
                        metric_value=value)
             for metric, value in metrics.items()])
         data["datasets"] = [spec.hf_dataset] if spec.hf_dataset else []
+    elif name is not None:  # a published model without a probe: an embedding model
+        data["pipeline_tag"] = "image-feature-extraction"
     if base_model:
         data["base_model"] = base_model
     return ModelCardData(tags=tags, **data).to_yaml()
 
 
-def recipe_command(recipe: Recipe, data_dir: str = "DATA", out: str = "RUN_DIR") -> str:
-    """The `python -m train` command line that reproduces ``recipe``."""
+def recipe_command(recipe: Recipe, data_dir: str = "DATA", out: str = "RUN_DIR",
+                   extra: Sequence[str] = ()) -> str:
+    """The `python -m train` command line that reproduces ``recipe`` (plus ``extra`` flags)."""
     base = get_recipe(recipe.dataset, recipe.method).flat()
     parts = ["python -m train", f"--dataset {recipe.dataset}", f"--data-dir {data_dir}", f"--out {out}"]
     if recipe.method != "frossl":
@@ -73,29 +76,65 @@ def recipe_command(recipe: Recipe, data_dir: str = "DATA", out: str = "RUN_DIR")
     for name, value in recipe.flat().items():
         if name in ("dataset", "method") or value == base[name] or value is None:
             continue
+        if recipe.dataset == FOLDER and name == "crop_size":
+            name = "image_size"  # a folder run trains at its --image-size
         shown = " ".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
         parts.append(f"--{name.replace('_', '-')} {shown}")
-    return " \\\n  ".join(parts)
+    return " \\\n  ".join(parts + list(extra))
+
+
+def _run_flags(config: Dict[str, Any]) -> List[str]:
+    """The flags of a run that are not recipe settings: its parent model and how its folder was read."""
+    options = config.get("options", {})
+    flags = [f"--init-from {options['init_from']}"] if options.get("init_from") else []
+    folder = options.get("folder") or {}
+    if config.get("data"):
+        defaults = {"labels": "auto", "val_fraction": 0.0, "strict": False, "stream": False}
+        for key, default in defaults.items():
+            value = folder.get(key, default)
+            if value != default:
+                flag = f"--{key.replace('_', '-')}"
+                flags.append(flag if value is True else f"{flag} {value:g}" if isinstance(value, float)
+                             else f"{flag} {value}")
+    return flags
 
 
 def _pct(x: Optional[float]) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
 
-def _data_note(recipe: Recipe, config: Dict[str, Any]) -> str:
+def _data_note(recipe: Recipe, config: Dict[str, Any], spec: DatasetSpec) -> str:
+    """What the reader must know about the data (and where the weights started from)."""
+    notes = []
     data_dir = str(config.get("options", {}).get("data_dir") or "")
     jpeg = recipe.dataset == "cifar10" and (
         "jpeg" in data_dir.lower() or (Path(data_dir) / "train").is_dir())
     if jpeg:
-        return ("**Data note:** trained and evaluated on the CIFAR-10 JPEG re-encoding (quality ≈ 75, "
-                "all 60,000 images), not the official lossless release; expect numbers a point or two "
-                "below what the original files would give.")
-    return ""
+        notes.append("**Data note:** trained and evaluated on the CIFAR-10 JPEG re-encoding (quality ≈ 75, "
+                     "all 60,000 images), not the official lossless release; expect numbers a point or two "
+                     "below what the original files would give.")
+    data = config.get("data")
+    if data:
+        labels = (f"{spec.num_classes} class folders" if data["labelled"] else "no class folders: no labels")
+        held = (f"; held out: {data['val_images']:,} images ({data['held_out']})" if data["val_images"] else "")
+        notes.append(
+            f"**Data:** {data['train_images']:,} training images in the folder `{Path(data['folder']).name}` "
+            f"({labels}{held}), decoded at {spec.image_size}×{spec.image_size} px (short side resized, "
+            f"center crop); {data['skipped']} unreadable file(s) left out. The mean {tuple(spec.mean)} and "
+            f"std {tuple(spec.std)} were measured on a sample of the training images; they are the "
+            "model's preprocessing.")
+    parent = config.get("init_from")
+    if parent:
+        notes.append(f"**Initialised from** `{parent['name']}` ({parent['source']}, weights sha256 "
+                     f"`{parent['sha256']}`): its backbone; the projector started fresh.")
+    return "\n\n".join(notes)
 
 
 def _budget_note(recipe: Recipe, linear: Dict[str, Any]) -> str:
-    paper = get_recipe(recipe.dataset)
     done = float(linear.get("epoch", 0.0))
+    if recipe.dataset == FOLDER:
+        return f"This run covers {done:.2f} of its {recipe.epochs:g}-epoch schedule."
+    paper = get_recipe(recipe.dataset)
     fraction = done / paper.epochs if paper.epochs else 0
     return (f"This run covers {done:.2f} of the paper's {paper.epochs:g} epochs "
             f"({100 * fraction:.2f}% of its recipe)" + (
@@ -103,37 +142,56 @@ def _budget_note(recipe: Recipe, linear: Dict[str, Any]) -> str:
                 if fraction < 0.5 else "."))
 
 
-def _limitations(spec: DatasetSpec, budget_note: str) -> str:
+def _limitations(spec: DatasetSpec, budget_note: str, probed: Optional[str], folder: bool) -> str:
+    """``probed``: None when the run has a probe, else why it has none."""
+    if probed is not None:
+        probe = f"- Not measured: {probed}; there is no kNN, online-probe or linear-probe accuracy."
+    elif folder:
+        probe = ("- The linear-probe head is fitted on the training images and reported on the held-out "
+                 "split; hyper-parameters were chosen on a held-out tenth of the training images.")
+    else:
+        probe = ("- The linear-probe head is fitted on the official train split and reported on the "
+                 f"{spec.eval_split} split; hyper-parameters were chosen on a held-out tenth of train.")
     return "\n".join([
         f"- Pretrained on {spec.title} only; features transfer best to images like it "
         f"({spec.image_size}×{spec.image_size}, {'greyscale' if spec.in_chans == 1 else 'colour'}).",
         f"- {budget_note}",
-        "- The linear-probe head is fitted on the official train split and reported on the "
-        f"{spec.eval_split} split; hyper-parameters were chosen on a held-out tenth of train.",
+        probe,
         "- Not evaluated for robustness, fairness or out-of-distribution inputs.",
     ])
 
 
-def _result_values(linear: Dict[str, Any], measured: Dict[str, float], last_eval: Dict[str, Any],
-                   dtype: str) -> Dict[str, Any]:
-    """The card's Results section: what the probe, kNN and online probe measured."""
+def _results(spec: DatasetSpec, linear: Optional[Dict[str, Any]], measured: Optional[Dict[str, float]],
+             last_eval: Dict[str, Any], dtype: str, reason: Optional[str]) -> str:
+    """The card's Results section: the probe, kNN and online probe, or why they are missing."""
+    if linear is None or measured is None:
+        rank = last_eval.get("effective_rank_backbone")
+        tail = (f" Measured instead: the effective rank of the backbone's features at the end of "
+                f"pretraining, {rank:.1f} of 512 (spectra below)." if rank is not None else "")
+        return f"## Results\n\nNot measured: {reason}, so this run has no accuracy to report.{tail}"
     random = linear.get("random_init")
-    return {
-        "weights_dtype": dtype,
-        "probe_top1": _pct(measured["top1"]),
-        "probe_top5": _pct(measured["top5"]),
-        "knn_top1": _pct(linear["knn_top1"]),
-        "random_top1": f"{_pct(random['top1'])} %" if random else "not measured",
-        "probe_protocol": ("features cached once, linear classifier fitted for 100 epochs, weight decay "
-                           f"{linear.get('weight_decay')} picked on a held-out tenth of train"
-                           if linear.get("protocol") == "fast" else "the paper's 100-epoch protocol"),
-        "online_top1": _pct(last_eval.get("online_top1")),
-    }
+    protocol = ("features cached once, linear classifier fitted for 100 epochs, weight decay "
+                f"{linear.get('weight_decay')} picked on a held-out tenth of train"
+                if linear.get("protocol") == "fast" else "the paper's 100-epoch protocol")
+    random_top1 = f"{_pct(random['top1'])} %" if random else "not measured"
+    return (f"## Results (measured, {spec.eval_split} split of {spec.title})\n\n"
+            "| evaluation | top-1 | top-5 |\n|---|---|---|\n"
+            f"| linear probe on frozen features ({dtype} weights as published) | {_pct(measured['top1'])} % "
+            f"| {_pct(measured['top5'])} % |\n"
+            f"| weighted kNN (k=20, cosine) | {_pct(linear['knn_top1'])} % | – |\n"
+            f"| same probe on an untrained ResNet18 of the same architecture | {random_top1} | – |\n\n"
+            f"Linear probe: {protocol}. Online linear probe at the end of pretraining: "
+            f"{_pct(last_eval.get('online_top1'))} %.\n\n"
+            "![accuracy during pretraining](plots/accuracy.png)")
 
 
-def _training_values(recipe: Recipe, config: Dict[str, Any], linear: Dict[str, Any]) -> Dict[str, Any]:
+def _training_values(recipe: Recipe, config: Dict[str, Any], done: Dict[str, Any]) -> Dict[str, Any]:
     """The card's Training section: architecture, objective, optimiser, budget, command."""
-    paper = get_recipe(recipe.dataset)
+    paper_section = ""
+    if recipe.dataset != FOLDER:
+        paper = get_recipe(recipe.dataset)
+        paper_section = (f"The paper's full recipe for this data set ({paper.epochs:g} epochs):\n\n"
+                         f"```bash\n{recipe_command(paper)}\n```\n\n")
     return {
         "architecture": recipe.architecture,
         "stem": get_stem(recipe.architecture).description,
@@ -147,51 +205,79 @@ def _training_values(recipe: Recipe, config: Dict[str, Any], linear: Dict[str, A
         "batch_size": recipe.batch_size,
         "weight_decay": recipe.weight_decay,
         "warmup_epochs": f"{recipe.warmup_epochs:g}",
-        "epochs_done": f"{float(linear.get('epoch', 0.0)):.2f}",
-        "steps": linear.get("step"),
+        "epochs_done": f"{float(done.get('epoch', 0.0)):.2f}",
+        "steps": done.get("step"),
         "epochs_planned": f"{recipe.epochs:g}",
-        "train_minutes": f"{float(linear.get('train_time_s', 0)) / 60:.1f}",
-        "wall_minutes": f"{float(linear.get('wall_time_s', linear.get('train_time_s', 0))) / 60:.1f}",
+        "train_minutes": f"{float(done.get('train_time_s', 0)) / 60:.1f}",
+        "wall_minutes": f"{float(done.get('wall_time_s', done.get('train_time_s', 0))) / 60:.1f}",
         "hardware": config.get("hardware", "unknown"),
         "torch_version": config.get("torch", torch.__version__),
-        "command": recipe_command(recipe),
-        "paper_command": recipe_command(paper),
-        "paper_epochs": f"{paper.epochs:g}",
+        "command": recipe_command(recipe, extra=_run_flags(config)),
+        "paper_section": paper_section,
     }
 
 
-def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Dict[str, Any],
+def _head_values(spec: DatasetSpec, probed: bool) -> Dict[str, str]:
+    """How the card talks about the model's head: a linear probe, or none (embeddings only)."""
+    if probed:
+        return {"head_note": f"plus a linear-probe head\n(`fc`, {spec.num_classes} classes) fitted on the "
+                             "frozen features",
+                "head_use": f"logits over the {spec.num_classes} classes", "route": "predictions"}
+    return {"head_note": "with no classification head\n(it gives 512-d embeddings)",
+            "head_use": "512-d embeddings: no classification head", "route": "embeddings"}
+
+
+def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Optional[Dict[str, Any]],
                 metrics: Dict[str, List[Dict[str, Any]]], dtype: str,
-                measured: Dict[str, float]) -> str:
-    """The model card (YAML front matter + markdown) from a run's measured outputs."""
-    spec = get_dataset_spec(recipe.dataset)
+                measured: Optional[Dict[str, float]], spec: Optional[DatasetSpec] = None,
+                progress: Optional[Dict[str, Any]] = None, no_probe: Optional[str] = None) -> str:
+    """The model card (YAML front matter + markdown) from a run's measured outputs.
+
+    ``linear``/``measured`` are None for a run without a probe (``no_probe`` says why);
+    ``progress`` (epoch, step, times) then comes from the checkpoint. ``spec`` defaults to
+    the catalog's spec of ``recipe.dataset`` (a folder run passes its measured one).
+    """
+    spec = spec or get_dataset_spec(recipe.dataset)
     evals = metrics.get("eval", [])
     cfg = pretrained_cfg_for(spec)
-    budget_note = _budget_note(recipe, linear)
+    done = linear if linear is not None else (progress or {})
+    budget_note = _budget_note(recipe, done)
+    scores = None if linear is None or measured is None else {
+        "Linear-probe top-1": round(100 * measured["top1"], 2),
+        "Linear-probe top-5": round(100 * measured["top5"], 2),
+        "kNN top-1 (k=20)": round(100 * linear["knn_top1"], 2)}
+    parent = (config.get("init_from") or {}).get("name")
     values = {
-        "front_matter": front_matter(name, spec, {
-            "Linear-probe top-1": round(100 * measured["top1"], 2),
-            "Linear-probe top-5": round(100 * measured["top5"], 2),
-            "kNN top-1 (k=20)": round(100 * linear["knn_top1"], 2)}),
+        "front_matter": front_matter(name, spec, scores, base_model=_hub_id(parent)),
         "name": name,
         "dataset_title": spec.title,
         "train_images": f"{config.get('num_pretrain_images', 0):,}",
-        "num_classes": spec.num_classes,
-        "data_note": _data_note(recipe, config),
-        "eval_split": spec.eval_split,
-        **_result_values(linear, measured, evals[-1] if evals else {}, dtype),
-        **_training_values(recipe, config, linear),
+        "data_note": _data_note(recipe, config, spec),
+        "results": _results(spec, linear, measured, evals[-1] if evals else {}, dtype, no_probe),
+        **_head_values(spec, scores is not None),
+        **_training_values(recipe, config, done),
         "budget_note": budget_note,
         "input_size": tuple([spec.in_chans, spec.image_size, spec.image_size]),
         "mean": tuple(spec.mean),
         "std": tuple(spec.std),
-        "interpolation": cfg["interpolation"],
-        "crop_pct": cfg["crop_pct"],
-        "limitations": _limitations(spec, budget_note),
+        "interpolation": "bicubic" if recipe.dataset == FOLDER else cfg["interpolation"],
+        "crop_pct": 1.0 if recipe.dataset == FOLDER else cfg["crop_pct"],
+        "limitations": _limitations(spec, budget_note, None if scores else no_probe,
+                                    recipe.dataset == FOLDER),
     }
     if not CARD_TEMPLATE.is_file():
         raise FileNotFoundError(f"model card template missing: {CARD_TEMPLATE}")
     return string.Template(CARD_TEMPLATE.read_text(encoding="utf-8")).substitute(values)
+
+
+def _hub_id(parent: Optional[str]) -> Optional[str]:
+    """The Hub id of a parent model, for the card's ``base_model`` (None when not on the Hub)."""
+    if not parent:
+        return None
+    if parent.startswith("hf-hub:"):
+        return parent[len("hf-hub:"):]
+    entry = CATALOG.get(clean_name(parent))
+    return entry.hf_hub_id if entry is not None else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -60,12 +60,13 @@ class Checkpointer:
     """
 
     def __init__(self, path: Path, training: Any, aug_gen: torch.Generator, recipe: Dict[str, Any],
-                 rank: int = 0, world: int = 1) -> None:
+                 rank: int = 0, world: int = 1, extra: Optional[Dict[str, Any]] = None) -> None:
         self.path = Path(path)
         self.training = training
         self.aug_gen = aug_gen
         self.recipe = recipe  # Recipe.to_dict(), stored with every save
         self.rank, self.world = rank, world
+        self.extra = dict(extra or {})  # more plain data to keep (the parent model of a warm start)
 
     def restore(self, state: Dict[str, Any]) -> Progress:
         """Load a checkpoint's states into the model, optimiser, scaler and RNGs."""
@@ -94,4 +95,5 @@ class Checkpointer:
             "train_time_s": train_time_s, "wall_time_s": wall_time_s, "recipe": self.recipe,
             "reason": reason,
             "rng": {"aug": aug_states, "torch": torch.get_rng_state()},
+            **self.extra,
         }, self.path)

@@ -9,8 +9,10 @@ from typing import Any, Dict, Optional, Sequence
 
 from frossl_hub.objectives import list_objectives
 from frossl_hub.runtime import dist_env
-from frossl_hub.specs import DATASET_SPECS
+from frossl_hub.specs import DATASET_SPECS, FOLDER
 
+from .data import FolderOptions
+from .data.user_folder import LABEL_MODES, MAX_AUTO_SIZE
 from .recipes import Recipe, get_recipe, setting_types
 
 __all__ = ["main", "build_parser", "recipe_from_args"]
@@ -43,10 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "linear probe and publish it as a timm-loadable safetensors folder.",
     )
     parser.add_argument("--dataset", required=True, type=str.lower,
-                        choices=sorted(DATASET_SPECS), help="data set (its recipe is the default)")
+                        choices=sorted(DATASET_SPECS) + [FOLDER],
+                        help="data set (its recipe is the default); folder: your own images")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="folder holding the data set in its official layout "
-                             "(Fashion-MNIST default: /usr/share/datasets/fashion-mnist)")
+                             "(Fashion-MNIST default: /usr/share/datasets/fashion-mnist), or your "
+                             "folder of images")
     parser.add_argument("--out", type=Path, required=True, help="run directory")
     parser.add_argument("--method", default="frossl", choices=list_objectives(),
                         help="self-supervised objective; baselines use their solo-learn lr and wd "
@@ -69,8 +73,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-probe", action="store_true", help="skip the linear probe")
     parser.add_argument("--no-publish", action="store_true", help="skip publishing")
     parser.add_argument("--publish-dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--init-from", default=None, metavar="NAME_OR_PATH",
+                        help="start the backbone from a published model: catalog name, folder or "
+                             "hf-hub:ORG/NAME (checked like frossl_hub.load; the projector starts fresh)")
+    _add_folder_options(parser)
     _add_recipe_options(parser)
     return parser
+
+
+def _add_folder_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("--dataset folder: your own images")
+    group.add_argument("--image-size", type=int, default=None, metavar="N",
+                       help="side the images are decoded and trained at (default: the median short "
+                            f"side of the images, at most {MAX_AUTO_SIZE})")
+    group.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                       help="hold out this fraction of each class, seeded (when there is no DIR/val)")
+    group.add_argument("--labels", default="auto", choices=LABEL_MODES,
+                       help="class folders: detect them (auto), require them, or ignore them (none)")
+    group.add_argument("--strict", action="store_true",
+                       help="refuse unreadable images instead of skipping them")
+    group.add_argument("--stream", action="store_true",
+                       help="stream through DataLoader workers even when the images fit in memory")
+
+
+def _folder_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> FolderOptions:
+    given = [flag for flag, value in (("--image-size", args.image_size), ("--val-fraction", args.val_fraction),
+                                      ("--labels", args.labels != "auto"), ("--strict", args.strict),
+                                      ("--stream", args.stream)) if value]
+    if args.dataset != FOLDER:
+        if given:
+            parser.error(f"{', '.join(given)} only apply to --dataset folder")
+        return FolderOptions()
+    if args.crop_size is not None:
+        parser.error("--dataset folder trains at --image-size; --crop-size does not apply")
+    if args.image_size is not None and args.image_size < 1:
+        parser.error(f"--image-size must be a positive number of pixels, got {args.image_size}")
+    return FolderOptions(labels=args.labels, val_fraction=args.val_fraction,
+                         image_size=args.image_size, strict=args.strict, stream=args.stream)
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
@@ -90,10 +129,12 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DatasetError
+    from .init_from import InitError
     from .trainer import RunOptions, TrainingError, train
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    folder = _folder_options(args, parser)
     try:
         recipe = recipe_from_args(args)
     except ValueError as exc:
@@ -102,20 +143,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       precision=args.precision, compile=args.compile, resume=args.resume,
                       max_steps=args.max_steps, max_minutes=args.max_minutes, ckpt_every_min=args.ckpt_every_min,
                       workers=args.workers, threads=args.threads, cache_dir=args.cache_dir,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, init_from=args.init_from, folder=folder)
     try:
         train(recipe, opts)
         if dist_env().is_main and not args.no_probe:
-            from .linear import run_linear_probe
+            from .linear import load_run, run_linear_probe, why_no_probe
 
-            run_linear_probe(args.out, device=args.device, data_dir=args.data_dir,
-                             cache_dir=args.cache_dir)
+            if why_no_probe(load_run(args.out)[1]) is None:
+                run_linear_probe(args.out, device=args.device, data_dir=args.data_dir,
+                                 cache_dir=args.cache_dir)
             if not args.no_publish:
                 from .publish import publish_run
 
                 folder = publish_run(args.out, dtype=args.publish_dtype, overwrite=True)
                 print(f"published {folder}")
-    except (DatasetError, TrainingError, CheckpointError, FileExistsError) as exc:
+    except (DatasetError, TrainingError, CheckpointError, InitError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

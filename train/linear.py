@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from frossl_hub._io import atomic_write, atomic_write_json
 from frossl_hub.models import create_backbone
 from frossl_hub.runtime import resolve_device
-from frossl_hub.specs import get_dataset_spec
+from frossl_hub.specs import FOLDER, DatasetSpec, get_dataset_spec, spec_from_dict
 
 from . import data as data_mod
 from .checkpoint import CKPT_NAME, CheckpointError, load_checkpoint
@@ -49,14 +49,47 @@ def load_run(run_dir: Path) -> Tuple[Recipe, Dict[str, Any]]:
     return Recipe.from_dict(config["recipe"]), config
 
 
+def run_spec(recipe: Recipe, config: Dict[str, Any]) -> DatasetSpec:
+    """What the run's data looks like: the catalog's spec, or the one measured on a folder."""
+    if recipe.dataset == FOLDER:
+        return spec_from_dict(config["dataset_spec"])
+    return get_dataset_spec(recipe.dataset)
+
+
+def why_no_probe(config: Dict[str, Any]) -> Optional[str]:
+    """Why a run cannot be probed (a folder without labels or held-out split); None when it can."""
+    data = config.get("data")
+    if not data:
+        return None
+    if not data.get("labelled"):
+        return "its images have no labels (no class folders)"
+    if not data.get("val_images"):
+        return "its images have no held-out split (DIR/train + DIR/val, or --val-fraction)"
+    return None
+
+
 def backbone_from_checkpoint(run_dir: Path, recipe: Recipe, device: torch.device) -> Tuple[nn.Module, Dict[str, Any]]:
     """The run's backbone (num_classes=0) with its latest weights, in eval mode."""
     state = load_checkpoint(Path(run_dir) / CKPT_NAME)
-    spec = get_dataset_spec(recipe.dataset)
-    backbone = create_backbone(recipe.architecture, in_chans=spec.in_chans, num_classes=0)
     weights = {k[len("backbone."):]: v for k, v in state["model"].items() if k.startswith("backbone.")}
+    backbone = create_backbone(recipe.architecture, in_chans=weights["conv1.weight"].shape[1], num_classes=0)
     backbone.load_state_dict(weights)
     return backbone.to(device).eval(), state
+
+
+def run_splits(recipe: Recipe, config: Dict[str, Any], data_dir: Optional[Path],
+               cache_dir: Optional[Path], train: bool = True) -> Tuple[Any, Any]:
+    """The run's labelled train and test splits, as the trainer read them (``train=False``:
+    the train split is None unless it comes at no cost)."""
+    if recipe.dataset == FOLDER:
+        spec = run_spec(recipe, config)
+        opts = data_mod.FolderOptions(**{**config["options"]["folder"], "image_size": spec.image_size,
+                                         "mean": spec.mean, "std": spec.std})
+        found = data_mod.load_folder(Path(data_dir or config["data"]["folder"]), opts, recipe.seed,
+                                     cache_dir=cache_dir)
+        return found.train, found.val
+    return (_split_arrays(recipe, data_dir, "train", cache_dir) if train else None,
+            _split_arrays(recipe, data_dir, "test", cache_dir))
 
 
 def _split_arrays(recipe: Recipe, data_dir: Optional[Path], split: str, cache_dir: Optional[Path]):
@@ -69,17 +102,16 @@ def _split_arrays(recipe: Recipe, data_dir: Optional[Path], split: str, cache_di
     return data_mod.ImageFolderCrops(name, root, split, image_size=recipe.crop_size, eval_mode=True)
 
 
-def _features(backbone: nn.Module, ds: Any, recipe: Recipe, device: torch.device,
+def _features(backbone: nn.Module, ds: Any, spec: DatasetSpec, recipe: Recipe, device: torch.device,
               workers: int = 8) -> Tuple[Tensor, Tensor]:
-    spec = get_dataset_spec(recipe.dataset)
     amp = torch.bfloat16 if device.type == "cuda" else None
     feats, labels, _ = split_features(backbone, ds, spec.mean, spec.std, recipe.crop_size,
                                       amp_dtype=amp, workers=workers)
     return feats.cpu(), labels.cpu()
 
 
-def cached_features(run_dir: Path, tag: str, backbone: nn.Module, ds: Any, recipe: Recipe,
-                    device: torch.device) -> Tuple[Tensor, Tensor]:
+def cached_features(run_dir: Path, tag: str, backbone: nn.Module, ds: Any, spec: DatasetSpec,
+                    recipe: Recipe, device: torch.device) -> Tuple[Tensor, Tensor]:
     """Features of a split, cached in RUN_DIR/features/<tag>.safetensors (atomic)."""
     from safetensors.torch import load_file, save_file
 
@@ -87,7 +119,7 @@ def cached_features(run_dir: Path, tag: str, backbone: nn.Module, ds: Any, recip
     if path.is_file():
         cached = load_file(str(path))
         return cached["features"], cached["labels"]
-    feats, labels = _features(backbone, ds, recipe, device)
+    feats, labels = _features(backbone, ds, spec, recipe, device)
     atomic_write(path, lambda p: save_file({"features": feats.contiguous(),
                                             "labels": labels.contiguous()}, str(p)))
     return feats, labels
@@ -113,7 +145,7 @@ def _fit_fast(train_x: Tensor, train_y: Tensor, num_classes: int, device: torch.
     return fold_standardization(layer, mean, std), best_wd
 
 
-def _fit_paper(backbone: nn.Module, train_ds: Any, recipe: Recipe, num_classes: int,
+def _fit_paper(backbone: nn.Module, train_ds: Any, spec: DatasetSpec, recipe: Recipe,
                device: torch.device, epochs: Optional[int] = None) -> Dict[str, Tensor]:
     """The paper's protocol: 100 epochs over crops + flips, per-dataset optimiser and steps."""
     from .augment import ViewConfig, augment_view
@@ -121,13 +153,15 @@ def _fit_paper(backbone: nn.Module, train_ds: Any, recipe: Recipe, num_classes: 
     if not isinstance(train_ds, data_mod.ArrayDataset):
         raise NotImplementedError("--protocol paper is implemented for in-memory data sets; use the "
                                   "default fast protocol for ImageFolder data sets.")
-    protocol = LINEAR_PROTOCOLS[get_dataset_spec(recipe.dataset).name]
+    if spec.name not in LINEAR_PROTOCOLS:
+        raise NotImplementedError(f"the paper has no linear-probe protocol for {spec.title}; use the "
+                                  "default fast protocol.")
+    protocol = LINEAR_PROTOCOLS[spec.name]
     if epochs is not None:  # a shorter run keeps the milestones at the same fractions
         scale = epochs / protocol.epochs
         protocol = dataclasses.replace(protocol, epochs=epochs, milestones=tuple(
             max(1, round(m * scale)) for m in protocol.milestones))
-    spec = get_dataset_spec(recipe.dataset)
-    head = nn.Linear(backbone.num_features, num_classes).to(device)
+    head = nn.Linear(backbone.num_features, spec.num_classes).to(device)
     lr = protocol.lr * (protocol.batch_size / 256 if protocol.scale_lr_by_batch else 1.0)
     if protocol.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=protocol.weight_decay)
@@ -193,27 +227,22 @@ def run_linear_probe(run_dir: Path, device: str = "auto", data_dir: Optional[Pat
     recipe, config = load_run(run_dir)
     if protocol not in ("fast", "paper"):
         raise ValueError(f"protocol must be 'fast' or 'paper', got {protocol!r}")
+    reason = why_no_probe(config)
+    if reason is not None:
+        raise CheckpointError(f"{run_dir} cannot be probed: {reason}.")
     dev = resolve_device(device)
-    data_dir = data_dir or (Path(config["options"]["data_dir"]) if config["options"].get("data_dir") else None)
-    cache_dir = cache_dir or (Path(config["options"]["cache_dir"]) if config["options"].get("cache_dir") else None)
-    spec = get_dataset_spec(recipe.dataset)
+    options = config["options"]
+    data_dir = data_dir or (Path(options["data_dir"]) if options.get("data_dir") else None)
+    cache_dir = cache_dir or (Path(options["cache_dir"]) if options.get("cache_dir") else None)
+    spec = run_spec(recipe, config)
     backbone, state = backbone_from_checkpoint(run_dir, recipe, dev)
     step = int(state["step"])
-    train_ds = _split_arrays(recipe, data_dir, "train", cache_dir)
-    test_ds = _split_arrays(recipe, data_dir, "test", cache_dir)
-    num_classes = spec.num_classes
+    splits = run_splits(recipe, config, data_dir, cache_dir)
     t0 = time.monotonic()
-    train_x, train_y = cached_features(run_dir, f"train-step{step}", backbone, train_ds, recipe, dev)
-    test_x, test_y = cached_features(run_dir, f"test-step{step}", backbone, test_ds, recipe, dev)
-    if protocol == "fast":
-        result = probe_features(train_x, train_y, test_x, test_y, num_classes, dev, recipe)
-        head = result.pop("head")
-    else:
-        head = _fit_paper(backbone, train_ds, recipe, num_classes, dev, epochs)
-        acc = evaluate_head(head, test_x, test_y)
-        result = {"top1": acc[1], "top5": acc[5],
-                  "knn_top1": knn_top1(train_x, train_y, test_x, test_y, num_classes,
-                                       recipe.knn_k, recipe.knn_temperature)}
+    features = [cached_features(run_dir, f"{tag}-step{step}", backbone, ds, spec, recipe, dev)
+                for tag, ds in zip(("train", "test"), splits)]
+    head, result = _probe(protocol, backbone, splits[0], features, spec, recipe, dev, epochs)
+    (_, train_y), (_, test_y) = features
     record: Dict[str, Any] = {
         "protocol": protocol, "dataset": spec.name, "split": spec.eval_split,
         "num_train": int((train_y >= 0).sum()), "num_test": len(test_y),
@@ -222,21 +251,42 @@ def run_linear_probe(run_dir: Path, device: str = "auto", data_dir: Optional[Pat
         **result, "probe_seconds": round(time.monotonic() - t0, 1),
     }
     if random_baseline is None:
-        random_baseline = data_mod.is_in_memory(spec.name)
+        random_baseline = isinstance(splits[0], data_mod.ArrayDataset)
     if random_baseline:
-        torch.manual_seed(recipe.seed)
-        untrained = create_backbone(recipe.architecture, in_chans=spec.in_chans).to(dev).eval()
-        rx, ry = cached_features(run_dir, "train-random", untrained, train_ds, recipe, dev)
-        tx, ty = cached_features(run_dir, "test-random", untrained, test_ds, recipe, dev)
-        base = probe_features(rx, ry, tx, ty, num_classes, dev, recipe)
-        base.pop("head")
-        record["random_init"] = base
+        record["random_init"] = _untrained_baseline(run_dir, splits, spec, recipe, dev)
     atomic_write(run_dir / HEAD_NAME, lambda p: save_file({k: v.cpu().contiguous() for k, v in head.items()}, str(p)))
     atomic_write_json(run_dir / LINEAR_NAME, record)
     print(f"linear probe ({protocol}) on {spec.title} {spec.eval_split}: top-1 {record['top1']:.4f}, "
           f"top-5 {record['top5']:.4f}, kNN top-1 {record['knn_top1']:.4f}"
           + (f"; random init top-1 {record['random_init']['top1']:.4f}" if random_baseline else ""))
     return record
+
+
+def _probe(protocol: str, backbone: nn.Module, train_ds: Any, features: Sequence[Tuple[Tensor, Tensor]],
+           spec: DatasetSpec, recipe: Recipe, device: torch.device,
+           epochs: Optional[int]) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
+    """The probe head and its numbers, by the fast protocol or the paper's."""
+    (train_x, train_y), (test_x, test_y) = features
+    if protocol == "fast":
+        result = probe_features(train_x, train_y, test_x, test_y, spec.num_classes, device, recipe)
+        return result.pop("head"), result
+    head = _fit_paper(backbone, train_ds, spec, recipe, device, epochs)
+    acc = evaluate_head(head, test_x, test_y)
+    return head, {"top1": acc[1], "top5": acc[5],
+                  "knn_top1": knn_top1(train_x, train_y, test_x, test_y, spec.num_classes,
+                                       recipe.knn_k, recipe.knn_temperature)}
+
+
+def _untrained_baseline(run_dir: Path, splits: Sequence[Any], spec: DatasetSpec, recipe: Recipe,
+                        device: torch.device) -> Dict[str, Any]:
+    """The same fast probe on an untrained backbone of the same architecture."""
+    torch.manual_seed(recipe.seed)
+    untrained = create_backbone(recipe.architecture, in_chans=spec.in_chans).to(device).eval()
+    (rx, ry), (tx, ty) = [cached_features(run_dir, f"{tag}-random", untrained, ds, spec, recipe, device)
+                          for tag, ds in zip(("train", "test"), splits)]
+    base = probe_features(rx, ry, tx, ty, spec.num_classes, device, recipe)
+    base.pop("head")
+    return base
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -2,37 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
-__all__ = ["read_metrics", "save_png", "plot_run", "PLOT_NAMES", "METRICS_NAME", "main"]
+from .metrics_log import read_metrics
+
+__all__ = ["save_png", "plot_run", "PLOT_NAMES", "main"]
 
 PLOT_NAMES = ("loss.png", "accuracy.png", "spectrum.png")  # what plot_run writes
-METRICS_NAME = "metrics.jsonl"  # the trainer's log, one JSON object per line
-
-
-def read_metrics(run_dir: Path) -> Dict[str, List[Dict[str, Any]]]:
-    """A run's metrics.jsonl grouped by kind (train, eval, spectrum).
-
-    A truncated last line (a crash mid-write) is skipped; any other line that is not JSON
-    raises a ValueError naming the file and line. Imports neither torch nor timm.
-    """
-    path = Path(run_dir) / METRICS_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {METRICS_NAME} (is it a `python -m train` run?)")
-    out: Dict[str, List[Dict[str, Any]]] = {"train": [], "eval": [], "spectrum": []}
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}:{number}: not a JSON line ({exc})") from exc
-        out.setdefault(record.get("kind", "train"), []).append(record)
-    return out
 
 
 def save_png(fig: Any, path: Path) -> Path:
@@ -83,11 +61,13 @@ def plot_run(run_dir: Path, out_dir: Optional[Path] = None, title: Optional[str]
     for ax, xkey, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "train_time_s", "training minutes")):
         xs = [r[xkey] / (60 if xkey == "train_time_s" else 1) for r in evals]
         for key, label in (("online_top1", "online linear top-1"), ("knn_top1", "kNN top-1 (k=20)")):
-            ax.plot(xs, [100 * r[key] for r in evals], marker="o", ms=3, label=label)
+            if evals and all(key in r for r in evals):  # a run without labels measures no accuracy
+                ax.plot(xs, [100 * r[key] for r in evals], marker="o", ms=3, label=label)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     written.append(_finish(fig, f"{title}: accuracy during pretraining", out_dir / PLOT_NAMES[1]))
 
     spectra = metrics["spectrum"]

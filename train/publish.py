@@ -17,13 +17,14 @@ import torch
 
 from frossl_hub.hub import DTYPES, model_config, push_to_hub, save_pretrained
 from frossl_hub.models import pretrained_cfg_for
-from frossl_hub.specs import get_dataset_spec
+from frossl_hub.specs import FOLDER, DatasetSpec
 
 from .cards import CARD_TEMPLATE, recipe_command, render_card
 from .checkpoint import CheckpointError
 from .evaluation import split_features, topk_accuracy
-from .linear import HEAD_NAME, LINEAR_NAME, _split_arrays, backbone_from_checkpoint, load_run
-from .plot import plot_run, read_metrics
+from .linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run, run_spec, run_splits, why_no_probe
+from .metrics_log import read_metrics
+from .plot import plot_run
 from .recipes import Recipe
 
 __all__ = ["publish_run", "render_card", "recipe_command", "CARD_TEMPLATE", "main"]
@@ -32,13 +33,10 @@ PUBLISHED_DIR = "published"  # default folder inside the run directory
 
 
 def _measure_published(backbone: torch.nn.Module, head: Dict[str, torch.Tensor], recipe: Recipe,
-                       data_dir: Optional[Path], cache_dir: Optional[Path], dtype: str,
-                       device: torch.device) -> Dict[str, float]:
+                       spec: DatasetSpec, test: Any, dtype: str) -> Dict[str, float]:
     """Probe top-1/top-5 with the weights rounded to the published dtype."""
     rounded = {k: v.to(DTYPES[dtype]).float() for k, v in backbone.state_dict().items()}
     backbone.load_state_dict(rounded)
-    spec = get_dataset_spec(recipe.dataset)
-    test = _split_arrays(recipe, data_dir, "test", cache_dir)
     feats, labels, _ = split_features(backbone, test, spec.mean, spec.std, recipe.crop_size)
     weight = head["fc.weight"].to(DTYPES[dtype]).float().to(feats.device)
     bias = head["fc.bias"].to(DTYPES[dtype]).float().to(feats.device)
@@ -46,10 +44,54 @@ def _measure_published(backbone: torch.nn.Module, head: Dict[str, torch.Tensor],
     return {"top1": acc[1], "top5": acc[5]}
 
 
+def _published_model(recipe: Recipe, spec: DatasetSpec, config: Dict[str, Any], backbone: torch.nn.Module,
+                     head: Optional[Dict[str, torch.Tensor]]) -> torch.nn.Module:
+    """The timm model to publish: the backbone, the probe's ``fc`` (none without a probe) and
+    the preprocessing of the run's data."""
+    import timm
+
+    classes = config.get("classes") or list(spec.label_names or [])
+    if recipe.dataset == FOLDER:  # decoded as short side resize + center crop, bicubic
+        cfg = pretrained_cfg_for(spec, recipe.architecture, label_names=classes or None,
+                                 crop_pct=1.0, interpolation="bicubic")
+    else:
+        cfg = pretrained_cfg_for(spec, label_names=classes)
+    model = timm.create_model(recipe.architecture, num_classes=spec.num_classes if head else 0,
+                              in_chans=spec.in_chans, pretrained_cfg_overlay=cfg)
+    state = {k: v.cpu() for k, v in backbone.state_dict().items()}
+    state.update({k: v.cpu() for k, v in (head or {}).items()})
+    model.load_state_dict(state)
+    return model
+
+
+def _summary(linear: Optional[Dict[str, Any]], measured: Optional[Dict[str, float]],
+             progress: Dict[str, Any]) -> Dict[str, Any]:
+    """The numbers published with the weights (config.json, metrics.json)."""
+    if linear is None or measured is None:
+        return {"epochs": round(float(progress["epoch"]), 3),
+                "train_minutes": round(float(progress["train_time_s"]) / 60, 1)}
+    return {
+        "linear_top1": round(measured["top1"], 4), "linear_top5": round(measured["top5"], 4),
+        "knn_top1": round(linear["knn_top1"], 4),
+        "random_init_linear_top1": round(linear["random_init"]["top1"], 4) if linear.get("random_init") else None,
+        "epochs": round(float(linear["epoch"]), 3), "train_minutes": round(float(linear["train_time_s"]) / 60, 1),
+    }
+
+
+def _default_name(recipe: Recipe, config: Dict[str, Any], spec: DatasetSpec) -> str:
+    if recipe.dataset == FOLDER:
+        folder = Path(config["data"]["folder"]).name.lower()
+        return "frossl-resnet18-" + ("".join(c if c.isalnum() else "-" for c in folder).strip("-") or "folder")
+    return f"frossl-resnet18-{spec.name}"
+
+
 def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32",
                 overwrite: bool = False, name: Optional[str] = None,
                 push_to: Optional[str] = None, device: str = "cpu") -> Path:
     """Write RUN_DIR's published folder (default RUN_DIR/published); returns its path.
+
+    A run that cannot be probed (a folder without labels or held-out split) is published
+    without a head: a 512-d embedding model.
 
     Raises:
         CheckpointError: the run lacks its checkpoint or linear-probe results.
@@ -59,7 +101,8 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
 
     run_dir = Path(run_dir)
     recipe, config = load_run(run_dir)
-    for needed in (LINEAR_NAME, HEAD_NAME):
+    no_probe = why_no_probe(config)
+    for needed in (LINEAR_NAME, HEAD_NAME) if no_probe is None else ():
         if not (run_dir / needed).is_file():
             raise CheckpointError(f"{run_dir} has no {needed}: run `python -m train.linear {run_dir}` first.")
     if dtype not in DTYPES:
@@ -67,40 +110,30 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
     out = Path(out) if out else run_dir / PUBLISHED_DIR
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it.")
-    spec = get_dataset_spec(recipe.dataset)
-    name = name or f"frossl-resnet18-{spec.name}"
-    linear = json.loads((run_dir / LINEAR_NAME).read_text())
-    head = load_file(str(run_dir / HEAD_NAME))
+    spec = run_spec(recipe, config)
+    name = name or _default_name(recipe, config, spec)
+    linear = json.loads((run_dir / LINEAR_NAME).read_text()) if no_probe is None else None
+    head = load_file(str(run_dir / HEAD_NAME)) if no_probe is None else None
     dev = torch.device(device)
-    backbone, _ = backbone_from_checkpoint(run_dir, recipe, dev)
-    data_dir = Path(config["options"]["data_dir"]) if config["options"].get("data_dir") else None
-    cache_dir = Path(config["options"]["cache_dir"]) if config["options"].get("cache_dir") else None
-
-    import timm
-
-    classes = config.get("classes") or list(spec.label_names or [])
-    model = timm.create_model(recipe.architecture, num_classes=spec.num_classes, in_chans=spec.in_chans,
-                              pretrained_cfg_overlay=pretrained_cfg_for(spec, label_names=classes))
-    state = {k: v.cpu() for k, v in backbone.state_dict().items()}
-    state.update({k: v.cpu() for k, v in head.items()})
-    model.load_state_dict(state)
-    measured = (_measure_published(backbone, head, recipe, data_dir, cache_dir, dtype, dev)
-                if dtype != "float32" else {"top1": linear["top1"], "top5": linear["top5"]})
-    metrics = read_metrics(run_dir)
-    summary = {
-        "linear_top1": round(measured["top1"], 4), "linear_top5": round(measured["top5"], 4),
-        "knn_top1": round(linear["knn_top1"], 4),
-        "random_init_linear_top1": round(linear["random_init"]["top1"], 4) if linear.get("random_init") else None,
-        "epochs": round(float(linear["epoch"]), 3), "train_minutes": round(float(linear["train_time_s"]) / 60, 1),
-    }
-    cfg = model_config(model, frossl={"name": name, "dataset": spec.name, "recipe": recipe.to_dict(),
-                                      "metrics": summary, "weights_dtype": dtype,
-                                      "hardware": config.get("hardware")})
-    card = render_card(name, recipe, config, linear, metrics, dtype, measured)
+    backbone, state = backbone_from_checkpoint(run_dir, recipe, dev)
+    model = _published_model(recipe, spec, config, backbone, head)
+    measured = None if linear is None else {"top1": linear["top1"], "top5": linear["top5"]}
+    if head is not None and dtype != "float32":
+        options = config["options"]
+        test = run_splits(recipe, config, Path(options["data_dir"]) if options.get("data_dir") else None,
+                          Path(options["cache_dir"]) if options.get("cache_dir") else None, train=False)[1]
+        measured = _measure_published(backbone, head, recipe, spec, test, dtype)
+    summary = _summary(linear, measured, state)
+    meta = {"name": name, "dataset": spec.name, "recipe": recipe.to_dict(), "metrics": summary,
+            "weights_dtype": dtype, "hardware": config.get("hardware")}
+    meta.update({key: config[key] for key in ("data", "init_from") if config.get(key)})
+    cfg = model_config(model, frossl=meta)
+    card = render_card(name, recipe, config, linear, read_metrics(run_dir), dtype, measured, spec,
+                       progress=state, no_probe=no_probe)
     with tempfile.TemporaryDirectory() as tmp:
         plots = plot_run(run_dir, Path(tmp) / "plots", title=name)
         extras: Dict[str, Any] = {"README.md": card, "metrics.json": json.dumps(
-            {"linear": {k: v for k, v in linear.items()}, "published": summary}, indent=2) + "\n"}
+            ({"linear": dict(linear)} if linear else {}) | {"published": summary}, indent=2) + "\n"}
         extras.update({f"plots/{p.name}": p for p in plots})
         save_pretrained(model.state_dict(), out, cfg, dtype=dtype, extra_files=extras, overwrite=overwrite)
     if push_to:

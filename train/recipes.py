@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from frossl_hub.objectives import get_objective, list_objectives
-from frossl_hub.specs import get_dataset_spec
+from frossl_hub.specs import FOLDER, get_dataset_spec
 from frossl_hub.stems import SMALL_STEM_ARCH, STANDARD_STEM_ARCH, STEMS
 
 from .augment import ViewConfig
@@ -92,9 +92,11 @@ class Recipe:
 
     @property
     def architecture(self) -> str:
+        """``arch``, else the paper's stem for the data: small-image stem for 28-32 px."""
         if self.arch:
             return self.arch
-        return SMALL_STEM_ARCH if get_dataset_spec(self.dataset).small_images else STANDARD_STEM_ARCH
+        small = self.crop_size <= 32 if self.dataset == FOLDER else get_dataset_spec(self.dataset).small_images
+        return SMALL_STEM_ARCH if small else STANDARD_STEM_ARCH
 
     @property
     def projector(self) -> Tuple[int, ...]:
@@ -197,7 +199,7 @@ def _problems(recipe: Recipe) -> List[str]:
 def method_defaults(dataset: str, method: str) -> Dict[str, Any]:
     """The settings a method brings to a data set's recipe (its lr and weight decay)."""
     if method == "frossl":
-        base = RECIPES[get_dataset_spec(dataset).name]
+        base = RECIPES[_recipe_key(dataset)]
         return {name: getattr(base, name) for name in _METHOD_FIELDS}
     if method not in METHOD_DEFAULTS:
         raise RecipeError(f"--method must be one of {', '.join(list_objectives())}, got {method!r}")
@@ -206,6 +208,10 @@ def method_defaults(dataset: str, method: str) -> Dict[str, Any]:
 
 def _recipe(dataset: str, **changes: Any) -> Recipe:
     return Recipe(dataset).replace(**changes)
+
+
+def _recipe_key(dataset: str) -> str:
+    return FOLDER if dataset == FOLDER else get_dataset_spec(dataset).name
 
 
 RECIPES: Dict[str, Recipe] = {
@@ -227,12 +233,17 @@ RECIPES: Dict[str, Recipe] = {
     "fashion-mnist": _recipe("fashion-mnist", epochs=200, crop_size=28, crop_scale=(0.2, 1.0),
                              brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0,
                              gray_prob=0.0),
+    # your own images: the ImageNet-100 recipe's views (solo-learn); crop_size is a placeholder,
+    # the trainer sets it to the folder's image size (--image-size, or the data's median)
+    FOLDER: _recipe(FOLDER, epochs=100, crop_size=224, brightness=0.4, contrast=0.4,
+                    saturation=0.2, hue=0.1, blur_prob=(1.0, 0.1), solarize_prob=(0.0, 0.2),
+                    knn_train_limit=50_000),
 }
 
 
 def get_recipe(dataset: str, method: str = "frossl") -> Recipe:
     """The paper's recipe for a data set, with ``method``'s own lr and weight decay."""
-    recipe = RECIPES[get_dataset_spec(dataset).name]
+    recipe = RECIPES[_recipe_key(dataset)]
     return recipe if method == recipe.method else recipe.replace(method=method)
 
 

@@ -7,9 +7,10 @@ owns saving and restoring, :func:`_agree` makes the ranks take the same decision
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,17 +20,19 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from frossl_hub._io import atomic_write, atomic_write_json
+from frossl_hub._io import atomic_write_json
 from frossl_hub.runtime import DeviceError, DistEnv, dist_env, resolve_device
-from frossl_hub.specs import DatasetSpec, get_dataset_spec
+from frossl_hub.specs import FOLDER, DatasetSpec
 
 from .augment import augment_view, augment_views
 from .batches import TrainData, epoch_batches, load_train_data
 from .checkpoint import CKPT_NAME, Checkpointer, Progress, load_checkpoint
+from .data import FolderOptions
 from .evaluation import effective_rank, eigenspectrum, knn_top1, split_features
 from .hardware import describe_hardware, peak_memory_mb
+from .init_from import Parent, load_parent, parent_architecture, resolve_parent
 from .model import Training, amp_dtype_for, build_training, optimization_step, set_learning_rate
-from .plot import METRICS_NAME  # one JSON object per line: step logs, evals, spectra
+from .metrics_log import METRICS_NAME, MetricsLog
 from .recipes import Recipe
 
 __all__ = ["RunOptions", "train", "train_one_epoch", "evaluate", "TrainingError", "CONFIG_NAME",
@@ -44,7 +47,7 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class RunOptions:
-    """How and where a recipe runs (nothing here changes what is learned)."""
+    """How and where a recipe runs, what it starts from and how a folder of images is read."""
 
     out: Path
     data_dir: Optional[Path] = None
@@ -60,29 +63,9 @@ class RunOptions:
     channels_last: bool = True
     progress: bool = True
     cache_dir: Optional[Path] = None
+    init_from: Optional[str] = None  # a published model the backbone starts from
+    folder: FolderOptions = field(default_factory=FolderOptions)  # --dataset folder only
     extra: Dict[str, Any] = field(default_factory=dict)
-
-
-class _MetricsLog:
-    """Append-only JSON-lines log, flushed per line; rank 0 only."""
-
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.path = path
-        self.enabled = enabled
-
-    def truncate_after(self, step: int) -> None:
-        """Drop lines logged after ``step`` (they belong to work lost in a crash)."""
-        if not (self.enabled and self.path.is_file()):
-            return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        text = "".join(line + "\n" for line in kept)
-        atomic_write(self.path, lambda p: p.write_text(text))
-
-    def write(self, record: Dict[str, Any]) -> None:
-        if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
 
 
 class _StopFlag:
@@ -144,7 +127,7 @@ class _Run:
     training: Training
     schedule: _Schedule
     checkpointer: Checkpointer
-    metrics: _MetricsLog
+    metrics: MetricsLog
     progress: Progress
     aug_gen: torch.Generator
     session_start: float = field(default_factory=time.monotonic)
@@ -206,17 +189,48 @@ def _resume_state(run_dir: Path, recipe: Recipe, resume: bool) -> Optional[Dict[
     return state
 
 
+def _option(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+def _resolve_recipe(recipe: Recipe, data: TrainData, opts: RunOptions, state: Optional[Dict[str, Any]]
+                    ) -> Tuple[Recipe, Optional[Parent], Optional[Dict[str, Any]]]:
+    """The recipe as the data and the parent model fix it: a folder's image size, the parent's
+    architecture; the parent to load (fresh runs) and its record (kept across resumes)."""
+    if recipe.dataset == FOLDER:
+        recipe = recipe.replace(crop_size=data.spec.image_size)
+    parent, lineage = None, (state or {}).get("init_from")
+    if opts.init_from and state is None:
+        parent = resolve_parent(opts.init_from)
+        recipe = recipe.replace(arch=parent_architecture(parent, recipe.arch))
+        lineage = parent.record()
+    elif lineage and recipe.arch is None:
+        recipe = recipe.replace(arch=lineage["architecture"])
+    saved = (state or {}).get("recipe", {}).get("architecture")
+    if saved and saved != recipe.architecture:
+        raise TrainingError(f"the run in {opts.out} trains {saved}, not {recipe.architecture}; resume it "
+                            f"with --arch {saved}.")
+    return recipe, parent, lineage
+
+
 def _write_config(run: _Run) -> None:
     world, device = run.env.world, run.training.device
-    atomic_write_json(Path(run.opts.out) / CONFIG_NAME, {
+    config = {
         "recipe": run.recipe.to_dict(),
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(run.opts).items()},
+        "options": {k: _option(v) for k, v in vars(run.opts).items()},
         "world_size": world, "device": str(device), "steps_per_epoch": run.schedule.steps_per_epoch,
         "total_steps": run.schedule.total_steps, "classes": run.data.classes,
         "num_pretrain_images": len(run.data.pretrain),
         "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
         "hardware": describe_hardware(device, world),
-    })
+    }
+    if run.recipe.dataset == FOLDER:  # the spec is measured from the data: linear/publish read it
+        config.update(dataset_spec=dataclasses.asdict(run.spec), data=run.data.facts)
+    if run.checkpointer.extra.get("init_from"):
+        config["init_from"] = run.checkpointer.extra["init_from"]
+    atomic_write_json(Path(run.opts.out) / CONFIG_NAME, config)
 
 
 def _setup(recipe: Recipe, opts: RunOptions) -> _Run:
@@ -226,25 +240,30 @@ def _setup(recipe: Recipe, opts: RunOptions) -> _Run:
         amp_dtype = amp_dtype_for(opts.precision, device)
     except ValueError as exc:
         raise TrainingError(str(exc)) from None
-    spec = get_dataset_spec(recipe.dataset)
     run_dir = Path(opts.out)
-    if env.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
     state = _resume_state(run_dir, recipe, opts.resume)
-    data = load_train_data(recipe, opts.data_dir, opts.cache_dir, device)
+    data = load_train_data(recipe, opts.data_dir, opts.cache_dir, device, opts.folder,
+                           opts.progress and env.is_main)
+    recipe, parent, lineage = _resolve_recipe(recipe, data, opts, state)
     schedule = _Schedule.of(recipe, len(data.pretrain), opts.max_steps)
+    if env.is_main:  # only now: bad data or a bad parent leave no run folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for note in data.notes:
+            print(f"{recipe.dataset}: {note}", file=sys.stderr)
     torch.manual_seed(recipe.seed + env.rank)
-    training = build_training(recipe, spec.in_chans, len(data.classes), device, amp_dtype,
-                              env.world, opts.channels_last, opts.compile)
+    training = build_training(recipe, data.spec.in_chans, max(1, len(data.classes)), device,
+                              amp_dtype, env.world, opts.channels_last, opts.compile)
+    if parent is not None:
+        load_parent(training.model.backbone, parent)
     aug_gen = torch.Generator(device=device).manual_seed(recipe.seed * 7919 + env.rank)
     checkpointer = Checkpointer(run_dir / CKPT_NAME, training, aug_gen, recipe.to_dict(),
-                                env.rank, env.world)
+                                env.rank, env.world, {"init_from": lineage} if lineage else {})
     progress = checkpointer.restore(state) if state is not None else Progress()
-    metrics = _MetricsLog(run_dir / METRICS_NAME, env.is_main)
+    metrics = MetricsLog(run_dir / METRICS_NAME, env.is_main)
     if state is not None:
         metrics.truncate_after(progress.step)
-    run = _Run(recipe, opts, env, spec, data, training, schedule, checkpointer, metrics, progress,
-               aug_gen)
+    run = _Run(recipe, opts, env, data.spec, data, training, schedule, checkpointer, metrics,
+               progress, aug_gen)
     run.window.step0 = progress.step
     if env.is_main:
         _write_config(run)
@@ -266,24 +285,26 @@ def _agree(run: _Run, flags: Sequence[bool]) -> List[bool]:
 
 def evaluate(run: _Run, with_spectrum: bool) -> Dict[str, Any]:
     """Online probe and kNN top-1 on the test (sub)set, effective ranks; spectra logged."""
-    recipe, spec, model = run.recipe, run.spec, run.training.model
+    recipe, spec, model, data = run.recipe, run.spec, run.training.model, run.data
     model.eval()
     common = dict(mean=spec.mean, std=spec.std, size=recipe.crop_size, seed=recipe.seed,
                   amp_dtype=run.training.amp_dtype, workers=run.opts.workers)
-    feats_bank, labels_bank, _ = split_features(model.backbone, run.data.bank,
-                                                limit=recipe.knn_train_limit, **common)
-    feats_test, labels_test, projs_test = split_features(model.backbone, run.data.test,
-                                                         limit=recipe.eval_test_limit,
-                                                         projector=model.projector, **common)
-    with torch.no_grad():
-        online = (model.classifier(feats_test).argmax(1) == labels_test).float().mean()
+    if data.evaluable:
+        feats_bank, labels_bank, _ = split_features(model.backbone, data.bank,
+                                                    limit=recipe.knn_train_limit, **common)
+    feats_test, labels_test, projs_test = split_features(  # no labels: spectra of train images
+        model.backbone, data.test if data.evaluable else data.bank, limit=recipe.eval_test_limit,
+        projector=model.projector, **common)
     record: Dict[str, Any] = {
         "kind": "eval", "step": run.step, "epoch": run.epoch(),
         "train_time_s": round(run.progress.train_time_s, 2), "wall_time_s": run.wall(),
-        "online_top1": float(online),
-        "knn_top1": knn_top1(feats_bank, labels_bank, feats_test, labels_test,
-                             len(run.data.classes), recipe.knn_k, recipe.knn_temperature),
     }
+    if data.evaluable:
+        with torch.no_grad():
+            online = (model.classifier(feats_test).argmax(1) == labels_test).float().mean()
+        record["online_top1"] = float(online)
+        record["knn_top1"] = knn_top1(feats_bank, labels_bank, feats_test, labels_test,
+                                      len(data.classes), recipe.knn_k, recipe.knn_temperature)
     record["peak_memory_mb"] = peak_memory_mb(run.training.device)
     spectra = {"backbone": eigenspectrum(feats_test), "projector": eigenspectrum(projs_test)}
     record["effective_rank_backbone"] = effective_rank(spectra["backbone"])
@@ -345,8 +366,10 @@ def _log_and_evaluate(run: _Run, bar: Any) -> None:
         run.final = evaluate(run, with_spectrum=step % schedule.spectrum_interval == 0
                              or step == schedule.stop_at)
         run.metrics.write(run.final)
-        bar.write(f"step {step} epoch {run.epoch():.2f}: online top-1 "
-                  f"{run.final['online_top1']:.4f}, kNN top-1 {run.final['knn_top1']:.4f}")
+        bar.write(f"step {step} epoch {run.epoch():.2f}: " + (
+            f"online top-1 {run.final['online_top1']:.4f}, kNN top-1 {run.final['knn_top1']:.4f}"
+            if "knn_top1" in run.final else
+            f"effective rank {run.final['effective_rank_backbone']:.1f} (backbone)"))
         run.window = _LogWindow(step0=step)  # evaluation time is not training throughput
     if run.env.world > 1 and evaluating:
         dist.barrier()

@@ -5,14 +5,17 @@ uint8 tensor (``load_arrays``), so augmentation runs batched on the accelerator.
 of encoded images (CIFAR JPEG folders, Tiny-ImageNet) are decoded once into a cached
 safetensors file, keyed by the split and a fingerprint of the file list, so no epoch
 decodes a JPEG again. ImageNet-sized sets stream from ImageFolder trees through
-``ImageFolderCrops``, which decodes and crops in DataLoader workers.
+``ImageFolderCrops``, which decodes and crops in DataLoader workers. Your own images
+(``--dataset folder``) go through ``load_folder``: either way, by their size.
 
 Every failure to find or parse data raises ``DatasetError`` naming the data set, the path
 tried and the layout expected there.
 """
 from .base import ArrayDataset, DatasetError, default_data_dir, is_in_memory
-from .folders import ImageFolderCrops
+from .folder_run import FolderData, FolderOptions, load_folder
+from .folders import ImageCrops, ImageFolderCrops
 from .load import load_arrays
+from .user_folder import FOLDER
 
 __all__ = [
     "DatasetError",
@@ -21,4 +24,9 @@ __all__ = [
     "default_data_dir",
     "is_in_memory",
     "ImageFolderCrops",
+    "ImageCrops",
+    "FOLDER",
+    "FolderOptions",
+    "FolderData",
+    "load_folder",
 ]

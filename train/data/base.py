@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 
@@ -51,6 +51,7 @@ class ArrayDataset:
     images: torch.Tensor  # uint8, (N, C, H, W), contiguous
     labels: torch.Tensor  # int64, (N,); -1 marks unlabeled images (STL-10 unlabeled split)
     classes: List[str] = field(default_factory=list)
+    skipped: List[Tuple[str, str]] = field(default_factory=list)  # (file, why) left out unread
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:

@@ -10,7 +10,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from safetensors import safe_open
@@ -67,12 +67,21 @@ def _cache_dirs(root: Path, cache_dir: Optional[Path]) -> List[Path]:
 
 def _cached_decode(spec: DatasetSpec, root: Path, split: str, files: _FileList,
                    extras: Sequence[Path], cache_dir: Optional[Path]) -> ArrayDataset:
-    """Decoded arrays of ``files``, from the cache when its fingerprint matches, else decoded
-    now and cached atomically for every later run."""
-    name = spec.name
+    """Decoded arrays of a built-in data set's ``files`` (exactly ``spec.image_size`` px)."""
+    return cached_arrays(spec.name, root, split, files, extras, cache_dir, lambda: ArrayDataset(
+        _decode_files(spec, files.paths), torch.tensor(files.labels, dtype=torch.int64),
+        list(files.classes)))
+
+
+def cached_arrays(name: str, root: Path, split: str, files: _FileList, extras: Sequence[Path],
+                  cache_dir: Optional[Path], decode: Callable[[], ArrayDataset],
+                  tag: str = "") -> ArrayDataset:
+    """``decode()``'s arrays of ``files``, from the cache when its fingerprint matches, else
+    decoded now and cached atomically for every later run. ``tag`` keeps apart caches of the
+    same files decoded differently (another image size)."""
     fingerprint = _fingerprint(root, files, extras)
     root_tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
-    prefix = f"{name}-{split}-{root_tag}-"
+    prefix = f"{name}-{split}-{tag}{root_tag}-"
     filename = f"{prefix}{fingerprint}.safetensors"
     dirs = _cache_dirs(root, cache_dir)
     for d in dirs:
@@ -80,10 +89,9 @@ def _cached_decode(spec: DatasetSpec, root: Path, split: str, files: _FileList,
         if ds is not None:
             return ds
     t0 = time.perf_counter()
-    images = _decode_files(spec, files.paths)
+    ds = decode()
     _logger.info("%s: decoded %d %s images in %.1f s", name, len(files.paths), split,
                  time.perf_counter() - t0)
-    ds = ArrayDataset(images, torch.tensor(files.labels, dtype=torch.int64), list(files.classes))
     _write_cache(dirs, filename, prefix, ds, {"dataset": name, "split": split,
                                               "source": str(root.resolve())})
     return ds
@@ -99,9 +107,10 @@ def _read_cache(path: Path, classes: List[str], n: int) -> Optional[ArrayDataset
         tensors = load_file(str(path))
         if meta.get("format") != _CACHE_FORMAT or json.loads(meta["classes"]) != classes:
             raise ValueError("stale metadata")
-        ds = ArrayDataset(tensors["images"], tensors["labels"], list(classes))
-        if len(ds) != n:
-            raise ValueError(f"{len(ds)} images, {n} expected")
+        skipped = [tuple(x) for x in json.loads(meta.get("skipped", "[]"))]
+        ds = ArrayDataset(tensors["images"], tensors["labels"], list(classes), skipped)
+        if len(ds) + len(skipped) != n:
+            raise ValueError(f"{len(ds)} images, {n - len(skipped)} expected")
         return ds
     except Exception as exc:  # a damaged cache is never fatal: decode again
         warnings.warn(f"ignoring unusable dataset cache {path}: {exc}", stacklevel=3)
@@ -113,6 +122,8 @@ def _write_cache(dirs: Sequence[Path], filename: str, prefix: str, ds: ArrayData
     """Atomically write the cache into the first writable folder and drop stale caches of
     the same data set, split and source folder there."""
     meta = {**meta, "format": _CACHE_FORMAT, "classes": json.dumps(ds.classes)}
+    if ds.skipped:
+        meta["skipped"] = json.dumps(ds.skipped)
     tensors = {"images": ds.images.contiguous(), "labels": ds.labels.contiguous()}
     for d in dirs:
         if not _dir_writable(d):

@@ -1,10 +1,11 @@
 """Folders of encoded images: listing them, decoding one, and ImageFolder trees streamed as crops."""
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from .base import DatasetSpec, PathLike, _data_root, _error, _spec, _split
 
-__all__ = ["ImageFolderCrops"]
+__all__ = ["ImageCrops", "ImageFolderCrops"]
 
 _IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
@@ -97,49 +98,40 @@ def _decode_rgb(name: str, path: Path) -> torch.Tensor:
 # ImageNet-sized sets: crops decoded in DataLoader workers
 
 
-class ImageFolderCrops(Dataset):
-    """An ImageFolder tree (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``) as uint8 crops.
+class ImageCrops(Dataset):
+    """Image files as uint8 crops, decoded and cropped in DataLoader workers.
 
     Each item is ``(views, label)`` with ``views`` a (V, 3, S, S) uint8 tensor. In train
     mode every view is an independent RandomResizedCrop(S, scale, ratio) of the decoded
     image, so decoding and cropping run in DataLoader workers and the accelerator only
     does colour jitter, blur and the rest. In eval mode (for probes) V is 1 and the view is
     deterministic: shorter side resized to S / crop_pct (256 for 224), then center crop S.
-    Worker RNG is torch's, which DataLoader seeds per worker.
+    Worker RNG is torch's, which DataLoader seeds per worker. ``decode(path)`` gives a
+    (3, H, W) uint8 image (default: torchvision's decoders, PIL as the fallback).
     """
 
-    def __init__(self, dataset: str, data_dir: Optional[PathLike], split: str = "train", *,
-                 num_views: int = 2, image_size: Optional[int] = None,
-                 scale: Tuple[float, float] = (0.08, 1.0),
-                 ratio: Tuple[float, float] = (3 / 4, 4 / 3),
-                 eval_mode: bool = False, crop_pct: float = 0.875) -> None:
-        spec = _spec(dataset)
-        self.name = spec.name
-        self.split = _split(self.name, split)
-        root = _data_root(self.name, data_dir)
-        sub = "train" if self.split in ("train", "pretrain") else \
-            ("val" if (root / "val").is_dir() or not (root / "test").is_dir() else "test")
-        self.root = root / sub
-        if not self.root.is_dir():
-            raise _error(self.name, self.root, f"missing {sub}/ folder")
-        self.classes, self.samples = _scan_image_folder(self.name, self.root)
-        if len(self.classes) != spec.num_classes:
-            raise _error(self.name, self.root, f"{len(self.classes)} class folders, "
-                                               f"{spec.num_classes} expected")
+    def __init__(self, name: str, samples: Sequence[Tuple[str, int]], classes: Sequence[str],
+                 image_size: int, *, num_views: int = 2, scale: Tuple[float, float] = (0.08, 1.0),
+                 ratio: Tuple[float, float] = (3 / 4, 4 / 3), eval_mode: bool = False,
+                 crop_pct: float = 0.875, decode: Optional[Callable[[str], torch.Tensor]] = None) -> None:
+        self.name = name
+        self.samples = list(samples)
+        self.classes = list(classes)
         self.targets = [label for _, label in self.samples]
-        self.image_size = int(image_size or spec.image_size)
+        self.image_size = int(image_size)
         self.num_views = 1 if eval_mode else int(num_views)
         self.scale = tuple(scale)
         self.ratio = tuple(ratio)
         self.eval_mode = eval_mode
         self.resize_size = int(round(self.image_size / crop_pct))
+        self.decode = decode or functools.partial(_decode_path, name)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        img = _decode_rgb(self.name, Path(path))
+        img = self.decode(path)
         if self.eval_mode:
             return self._center(img)[None], label
         return torch.stack([self._random_crop(img) for _ in range(self.num_views)]), label
@@ -152,6 +144,36 @@ class ImageFolderCrops(Dataset):
     def _center(self, img: torch.Tensor) -> torch.Tensor:
         img = TF.resize(img, [self.resize_size], antialias=True)
         return TF.center_crop(img, [self.image_size, self.image_size])
+
+
+def _decode_path(name: str, path: str) -> torch.Tensor:
+    return _decode_rgb(name, Path(path))
+
+
+class ImageFolderCrops(ImageCrops):
+    """An official ImageFolder tree (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``) of a
+    built-in data set as uint8 crops (see :class:`ImageCrops`)."""
+
+    def __init__(self, dataset: str, data_dir: Optional[PathLike], split: str = "train", *,
+                 num_views: int = 2, image_size: Optional[int] = None,
+                 scale: Tuple[float, float] = (0.08, 1.0),
+                 ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+                 eval_mode: bool = False, crop_pct: float = 0.875) -> None:
+        spec = _spec(dataset)
+        self.split = _split(spec.name, split)
+        root = _data_root(spec.name, data_dir)
+        sub = "train" if self.split in ("train", "pretrain") else \
+            ("val" if (root / "val").is_dir() or not (root / "test").is_dir() else "test")
+        self.root = root / sub
+        if not self.root.is_dir():
+            raise _error(spec.name, self.root, f"missing {sub}/ folder")
+        classes, samples = _scan_image_folder(spec.name, self.root)
+        if len(classes) != spec.num_classes:
+            raise _error(spec.name, self.root, f"{len(classes)} class folders, "
+                                               f"{spec.num_classes} expected")
+        super().__init__(spec.name, samples, classes, int(image_size or spec.image_size),
+                         num_views=num_views, scale=scale, ratio=ratio, eval_mode=eval_mode,
+                         crop_pct=crop_pct)
 
 
 def _scan_image_folder(name: str, root: Path) -> Tuple[List[str], List[Tuple[str, int]]]:

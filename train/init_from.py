@@ -1,0 +1,93 @@
+"""``--init-from NAME_OR_PATH``: start a run's backbone from a published model.
+
+The parent is found and checked exactly as ``frossl_hub.load`` does (catalog name, published
+folder or ``hf-hub:``; sha256 against the catalog and the folder's SHA256SUMS). Only the
+backbone is taken: the projector and the online classifier start fresh. A warm start needs
+the same architecture (stem); a different number of input channels is adapted the way timm
+adapts pretrained weights (``adapt_input_conv``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from torch import Tensor, nn
+
+from frossl_hub._io import sha256_file
+from frossl_hub.stems import get_stem
+
+__all__ = ["InitError", "Parent", "resolve_parent", "parent_architecture", "load_parent"]
+
+
+class InitError(RuntimeError):
+    """The model to start from cannot be found, verified or used for this run."""
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A published model a run starts from."""
+
+    name: str  # as given on the command line
+    source: str  # where it was found: a folder, or hf-hub:ORG/NAME
+    sha256: str  # of its weights file, checked when it was resolved
+    architecture: str
+    in_chans: int
+    hf_hub_id: Optional[str]  # on the Hub, for the card's base_model
+
+    def record(self) -> Dict[str, Any]:
+        """What config.json and the card say about the parent."""
+        return {"name": self.name, "source": self.source, "sha256": self.sha256,
+                "architecture": self.architecture}
+
+
+def resolve_parent(name_or_path: str) -> Parent:
+    """Find and verify a published model (no weights are read yet)."""
+    from frossl_hub.hub import HF_PREFIX, ChecksumError, ModelNotFoundError, resolve
+
+    try:
+        resolved = resolve(name_or_path, check=True)
+    except (ModelNotFoundError, ChecksumError, ValueError) as exc:
+        raise InitError(f"--init-from {name_or_path}: {exc}") from None
+    config = resolved.config
+    in_chans = int(config.get("model_args", {}).get("in_chans")
+                   or config["pretrained_cfg"].get("input_size", [3])[0])
+    sha = resolved.entry.sha256 if resolved.entry is not None and resolved.entry.sha256 else \
+        sha256_file(resolved.weights)
+    hf_id = (resolved.entry.hf_hub_id if resolved.entry is not None else
+             (name_or_path[len(HF_PREFIX):] if name_or_path.startswith(HF_PREFIX) else None))
+    source = (f"{HF_PREFIX}{hf_id}" if resolved.source == "hf-hub" and hf_id else str(resolved.folder))
+    return Parent(name_or_path, source, sha, config["architecture"], in_chans, hf_id)
+
+
+def parent_architecture(parent: Parent, arch: Optional[str]) -> str:
+    """The architecture a warm-started run must use: the parent's (``--arch`` may only agree)."""
+    if arch is not None and arch != parent.architecture:
+        raise InitError(
+            f"--init-from {parent.name} is a {parent.architecture} "
+            f"({get_stem(parent.architecture).description}) but --arch asks for {arch} "
+            f"({get_stem(arch).description}); a warm start needs the same architecture: "
+            "drop --arch to use the parent's, or start from a model with that stem.")
+    return parent.architecture
+
+
+def _parent_state(parent: Parent) -> Dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    from frossl_hub.hub import resolve
+
+    weights = resolve(parent.name, check=False).weights  # verified by resolve_parent
+    return {k: v.float() for k, v in load_file(str(weights)).items() if not k.startswith("fc.")}
+
+
+def load_parent(backbone: nn.Module, parent: Parent) -> None:
+    """Copy the parent's backbone weights into ``backbone`` (``num_classes=0``)."""
+    from timm.models import adapt_input_conv
+
+    state = _parent_state(parent)
+    in_chans = backbone.conv1.weight.shape[1]
+    if in_chans != parent.in_chans:
+        state["conv1.weight"] = adapt_input_conv(in_chans, state["conv1.weight"], parent.in_chans)
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InitError(f"--init-from {parent.name}: its weights do not fit {parent.architecture}: "
+                        f"missing {missing[:5]}, unexpected {unexpected[:5]}")
