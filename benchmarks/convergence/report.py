@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from frossl_hub._io import atomic_write  # frossl_hub imports neither torch nor timm up front
-from train.plot import METRICS_NAME, read_metrics, save_png
+from train.metrics_log import METRICS_NAME, read_metrics
+from train.plot import save_png
 
 __all__ = ["ReportError", "Run", "Crossing", "Summary", "THRESHOLDS", "PLOT_NAMES",
            "load_run", "find_runs", "first_crossing", "summarize", "render_table", "render_finding",
