@@ -118,10 +118,10 @@ class FroSSLLoss(nn.Module):
     Examples:
         >>> import torch
         >>> loss_fn = FroSSLLoss(invariance_weight=1.0)
-        >>> z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
-        >>> loss = loss_fn([z1, z2])
-        >>> loss.shape
-        torch.Size([])
+        >>> views = [torch.randn(8, 16) for _ in range(4)]  # any number of views >= 2
+        >>> loss, parts = loss_fn(views, return_parts=True)
+        >>> loss.shape, parts["effective_rank"].shape
+        (torch.Size([]), torch.Size([4]))
     """
 
     def __init__(self, invariance_weight: float = 1.0, center: bool = False,

@@ -103,10 +103,10 @@ class SimCLRLoss(nn.Module):
     Examples:
         >>> import torch
         >>> loss_fn = SimCLRLoss(temperature=0.2)
-        >>> z1, z2 = torch.randn(8, 16), torch.randn(8, 16)
-        >>> loss = loss_fn([z1, z2])
-        >>> loss.shape
-        torch.Size([])
+        >>> z = torch.randn(8, 16)
+        >>> same, other = loss_fn([z, z.clone()]), loss_fn([z, torch.randn(8, 16)])
+        >>> bool(same < other)  # matching views score better
+        True
     """
 
     def __init__(self, temperature: float = 0.2) -> None:
