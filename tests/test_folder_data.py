@@ -178,3 +178,36 @@ def test_folder_flags_belong_to_the_folder_data_set(tmp_path, capsys):
 def test_a_scan_error_is_a_dataset_error_naming_the_folder(tmp_path):
     with pytest.raises(DatasetError, match=str(tmp_path)):
         scan_folder(tmp_path)
+
+
+# --------------------------------------------------------------------------- --init-from
+
+
+def test_init_from_a_greyscale_model_adapts_its_first_conv_as_timm_does():
+    from timm.models import adapt_input_conv
+
+    import frossl_hub
+    from frossl_hub.models import create_backbone
+    from train.init_from import load_parent, resolve_parent
+
+    parent = resolve_parent("frossl-resnet18-fashion-mnist")
+    assert (parent.in_chans, parent.architecture) == (1, "frossl_resnet18")
+    assert parent.sha256 == frossl_hub.CATALOG["frossl-resnet18-fashion-mnist"].sha256
+    backbone = create_backbone(parent.architecture, in_chans=3)
+    load_parent(backbone, parent)
+    source = frossl_hub.load("frossl-resnet18-fashion-mnist", num_classes=0).state_dict()
+    assert torch.equal(backbone.conv1.weight, adapt_input_conv(3, source["conv1.weight"], 1))
+    assert torch.equal(backbone.layer4[1].conv2.weight, source["layer4.1.conv2.weight"])
+
+
+def test_init_from_a_corrupt_model_is_refused_by_its_checksum(tmp_path):
+    from helpers import publish_tiny_model
+    from train.init_from import InitError, resolve_parent
+
+    folder = publish_tiny_model(tmp_path / "model")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(InitError, match="expected sha256"):
+        resolve_parent(str(folder))
