@@ -227,7 +227,8 @@ def test_import_frossl_hub_is_light_and_timm_still_knows_the_architectures(timm_
             + ("" if timm_first else "assert 'torch' not in sys.modules and 'timm' not in sys.modules\n")
             + "import timm\n"
             + "assert all(timm.is_model(a) for a in ('frossl_resnet18', 'frossl_resnet18_cifar'))\n"
-            + "assert frossl_hub.load.__module__ == 'frossl_hub.hub'\n")
+            + "assert frossl_hub.load.__module__ == 'frossl_hub.hub'\n"
+            + "assert frossl_hub.ResolvedModel and frossl_hub.CatalogEntry and frossl_hub.model_config\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr
