@@ -158,7 +158,8 @@ class TrainerStep:
 def trainer_batches(source: Source, recipe: Recipe, device: torch.device) -> Iterator[Tuple[Tensor, Tensor]]:
     """The trainer's (uint8 images, labels) batches, epoch after epoch, from device-resident data."""
     ds = data_mod.ArrayDataset(source.images.to(device), source.labels.to(device))
-    data = TrainData(pretrain=ds, bank=ds, test=ds, classes=[], in_memory=True)
+    data = TrainData(pretrain=ds, bank=ds, test=ds, classes=[], in_memory=True,
+                     spec=get_dataset_spec(recipe.dataset))
     steps_per_epoch = len(ds) // recipe.batch_size
     epoch = 0
     while True:
