@@ -74,31 +74,30 @@ class Gallery:
         return int(self.images.shape[0])
 
 
-def balanced_indices(labels: torch.Tensor, count: int, num_classes: int) -> torch.Tensor:
-    """``count`` indices into ``labels``, as even over the classes as possible: the first
-    images of each class in split order (lower class ids take the remainder), sorted.
+def balanced_indices(labels: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` indices into ``labels``, as even over the classes as possible, sorted.
+
+    Each class gives its images in split order, one per class and round (lower class ids
+    first), so every class gets ``count // classes`` or one more; a class that runs out
+    leaves its share to the others.
 
     Raises:
-        GalleryError: ``count`` is not in 1..len(labels), or a class has too few images.
+        GalleryError: ``count`` is not in 1..len(labels).
     """
     if not 1 <= count <= labels.numel():
         raise GalleryError(f"gallery size must be in 1..{labels.numel()}, got {count}")
-    per_class, extra = divmod(count, num_classes)
-    picked = []
-    for cls in range(num_classes):
-        want = per_class + (1 if cls < extra else 0)
+    rank = torch.empty_like(labels)  # position of each image within its class
+    for cls in labels.unique():
         members = (labels == cls).nonzero().flatten()
-        if members.numel() < want:
-            raise GalleryError(f"class {cls} has {members.numel()} images, a gallery of "
-                               f"{count} needs {want}")
-        picked.append(members[:want])
-    return torch.cat(picked).sort().values
+        rank[members] = torch.arange(members.numel())
+    order = torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)
+    return order[:count].sort().values
 
 
 def select_gallery(images: torch.Tensor, labels: torch.Tensor, count: int,
                    label_names: Sequence[str], dataset: str, split: str) -> Gallery:
     """A class-balanced gallery of ``count`` images of a split held as uint8 arrays."""
-    index = balanced_indices(labels, count, len(label_names))
+    index = balanced_indices(labels, count)
     return Gallery(images[index].contiguous(), labels[index].to(torch.int64).contiguous(),
                    index.to(torch.int64), tuple(label_names), dataset, split)
 

@@ -40,13 +40,18 @@ def _needs_fashion_mnist() -> None:
 
 def test_balanced_indices_take_the_first_images_of_each_class_in_split_order() -> None:
     labels = torch.tensor([2, 0, 1, 0, 2, 1, 0, 1, 2, 2])
-    assert balanced_indices(labels, 6, 3).tolist() == [0, 1, 2, 3, 4, 5]
-    assert balanced_indices(labels, 4, 3).tolist() == [0, 1, 2, 3]  # class 0 takes the extra one
+    assert balanced_indices(labels, 6).tolist() == [0, 1, 2, 3, 4, 5]
+    assert balanced_indices(labels, 4).tolist() == [0, 1, 2, 3]  # class 0 takes the extra one
 
 
-def test_balanced_indices_refuse_a_class_with_too_few_images() -> None:
-    with pytest.raises(GalleryError, match="class 1 has 1 images"):
-        balanced_indices(torch.tensor([0, 0, 1, 2, 2]), 5, 3)
+def test_a_class_short_of_images_leaves_its_share_to_the_others() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 2, 2, 2])
+    assert balanced_indices(labels, 6).tolist() == [0, 1, 2, 3, 4, 5]  # 3, 1 and 2 per class
+
+
+def test_a_gallery_larger_than_the_split_is_refused() -> None:
+    with pytest.raises(GalleryError, match="must be in 1..3"):
+        balanced_indices(torch.tensor([0, 1, 2]), 4)
 
 
 def test_a_gallery_over_the_budget_is_refused() -> None:
