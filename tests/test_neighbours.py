@@ -47,17 +47,6 @@ def decode_data_url(url: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(url[len(prefix):])))
 
 
-def wait_ready(client: TestClient, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get("/healthz")
-        if response.status_code == 200 or time.monotonic() > deadline:
-            return response
-        if response.json()["error"]["code"] == "model_load_failed":
-            return response
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def gallery():
     return read_gallery(CATALOG[BUNDLED].bundled_path)
@@ -65,12 +54,13 @@ def gallery():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    """The bundled CIFAR-10 model (default, with a gallery) and `plain` (no gallery)."""
+    """The bundled CIFAR-10 model (default, with a gallery) and `plain` (no gallery), loaded
+    here: the service embeds the gallery of preloaded models before it starts."""
     plain = publish_tiny_model(tmp_path_factory.mktemp("neighbours") / "plain")
     settings = Settings(models=(ModelSpec(BUNDLED, BUNDLED), ModelSpec("plain", str(plain))),
                         torch_threads=1)
-    with TestClient(create_app(settings)) as test_client:
-        assert wait_ready(test_client).status_code == 200
+    models = {BUNDLED: frossl_hub.load(BUNDLED), "plain": frossl_hub.load(plain)}
+    with TestClient(create_app(settings, models)) as test_client:
         yield test_client
 
 
@@ -169,8 +159,8 @@ def test_neighbours_need_the_api_key_like_every_v1_route(small_gallery_folder) -
     settings = Settings(models=(ModelSpec("small", str(small_gallery_folder)),), api_key=API_KEY,
                         torch_threads=1)
     blob = png(np.zeros((28, 28), np.uint8))
-    with TestClient(create_app(settings)) as keyed:
-        assert wait_ready(keyed).status_code == 200
+    models = {"small": frossl_hub.load(small_gallery_folder)}
+    with TestClient(create_app(settings, models)) as keyed:
         error_of(neighbours(keyed, blob), 401, "unauthorized")
         error_of(keyed.get("/v1/models/small/card"), 401, "unauthorized")
         answer = keyed.post("/v1/neighbours", files=[("file", ("x.png", blob, "image/png"))],
@@ -195,9 +185,12 @@ def tampered_folder(small_gallery_folder: Path, tmp_path: Path) -> Path:
 
 def test_a_tampered_gallery_fails_the_model_load(tampered_folder) -> None:
     settings = Settings(models=(ModelSpec("bad", str(tampered_folder)),), torch_threads=1)
-    with TestClient(create_app(settings)) as bad:
-        error = error_of(wait_ready(bad), 503, "model_load_failed")
-    assert "ChecksumError" in error["message"]
+    with TestClient(create_app(settings)) as bad:  # loads in the background
+        health = bad.get("/healthz")
+        while health.json()["error"]["code"] == "models_loading":
+            time.sleep(0.05)
+            health = bad.get("/healthz")
+    assert "ChecksumError" in error_of(health, 503, "model_load_failed")["message"]
 
 
 def test_serve_refuses_to_start_on_a_tampered_gallery(tampered_folder) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -47,26 +46,15 @@ SCREENSHOT_ENV = "FROSSL_DEMO_SCREENSHOT"  # where to also save the README's scr
 
 def start_server(log_dir: Path, api_key: Optional[str] = None) -> Iterator[str]:
     """`python -m serve` with the bundled default model on a free 127.0.0.1 port."""
-    port = _common.free_port()
     log_path = log_dir / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     env.pop("FROSSL_HUB_DIR", None)
     env.pop("FROSSL_API_KEY", None)
     if api_key:
         env["FROSSL_API_KEY"] = api_key
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "serve", "--port", str(port),
-                                 "--torch-threads", "1", "--log-level", "warning"],
-                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _common.wait_healthy(proc, url, timeout=START_S, log_path=log_path)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    args = ["--torch-threads", "1", "--log-level", "warning"]
+    with _common.running_server(args, env, log_path, timeout=START_S) as url:
         yield url
-    finally:
-        _common.stop_server(proc, grace_s=15)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 

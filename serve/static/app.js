@@ -17,6 +17,14 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 
+// a new element with an optional class and text
+function el(tag, className = "", text = "") {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text) node.textContent = text;
+  return node;
+}
+
 class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -113,7 +121,7 @@ async function loadModels() {
   state.models = list.data;
   const select = $("model");
   select.replaceChildren(...list.data.map((model) => {
-    const option = document.createElement("option");
+    const option = el("option");
     option.value = model.name;
     option.textContent = model.default ? `${model.name} (default)` : model.name;
     option.selected = model.default;
@@ -140,13 +148,7 @@ function cardRows(card) {
     ["Gallery", card.gallery ? `${card.gallery.size} ${card.gallery.dataset} ${card.gallery.split} images`
       : "none: predictions only"],
   ];
-  return rows.flatMap(([term, value]) => {
-    const dt = document.createElement("dt");
-    const dd = document.createElement("dd");
-    dt.textContent = term;
-    dd.textContent = value;
-    return [dt, dd];
-  });
+  return rows.flatMap(([term, value]) => [el("dt", "", term), el("dd", "", value)]);
 }
 
 async function loadCard(name) {
@@ -174,11 +176,10 @@ async function loadPlots(card) {
     try {
       // fetched (not <img src>) so that the API key travels as a header
       const { response } = await api(plot.url.replace(/^\//, ""));
-      const img = document.createElement("img");
+      const img = el("img", "plot");
       img.src = URL.createObjectURL(await response.blob());
       state.plotUrls.push(img.src);
       img.alt = `Training plot of ${card.name}: ${plot.name}`;
-      img.className = "plot";
       figures.push(img);
     } catch (err) {
       handleError(err);
@@ -247,41 +248,28 @@ function showResult(file, predictions, neighbours, modelInfo) {
 
 function showTop5(predictions) {
   $("top5").replaceChildren(...predictions.map((p) => {
-    const li = document.createElement("li");
-    const label = document.createElement("span");
-    label.className = "label";
-    label.textContent = p.label;
-    const track = document.createElement("span");
-    track.className = "track";
-    track.setAttribute("aria-hidden", "true");
-    const fill = document.createElement("span");
-    fill.className = "fill";
-    fill.style.width = `${(100 * p.score).toFixed(1)}%`;
+    const percent = `${(100 * p.score).toFixed(1)}%`;
+    const track = el("span", "track");
+    track.setAttribute("aria-hidden", "true");  // the score is read out as text
+    const fill = el("span", "fill");
+    fill.style.width = percent;
     track.append(fill);
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = `${(100 * p.score).toFixed(1)}%`;
-    li.append(label, track, score);
+    const li = el("li");
+    li.append(el("span", "label", p.label), track, el("span", "score", percent));
     return li;
   }));
 }
 
 function showNeighbours(items) {
   $("neighbours").replaceChildren(...items.map((n) => {
-    const li = document.createElement("li");
-    const figure = document.createElement("figure");
-    const img = document.createElement("img");
+    const img = el("img");
     img.src = n.image;
     img.alt = `Gallery image ${n.index}: a ${n.label}, similarity ${n.similarity.toFixed(3)}`;
-    const caption = document.createElement("figcaption");
-    const label = document.createElement("span");
-    label.className = "label";
-    label.textContent = n.label;
-    const similarity = document.createElement("span");
-    similarity.className = "similarity";
-    similarity.textContent = n.similarity.toFixed(3);
-    caption.append(label, similarity);
+    const caption = el("figcaption");
+    caption.append(el("span", "label", n.label), el("span", "similarity", n.similarity.toFixed(3)));
+    const figure = el("figure");
     figure.append(img, caption);
+    const li = el("li");
     li.append(figure);
     return li;
   }));
