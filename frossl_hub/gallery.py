@@ -15,7 +15,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 
 from ._io import atomic_write, atomic_write_bytes, sha256_file
-from .hub import SUMS_NAME, ChecksumError, _check_digest, read_sums
+from .hub import GALLERY_NAME, SUMS_NAME, ChecksumError, _check_digest, read_sums
 
 __all__ = [
     "GALLERY_NAME",
@@ -30,7 +30,6 @@ __all__ = [
     "select_gallery",
 ]
 
-GALLERY_NAME = "gallery.safetensors"  # next to model.safetensors
 MAX_GALLERY_IMAGES = 500  # per model
 MAX_GALLERY_BYTES = 2_000_000  # of image pixels per model (2 MB): bundled folders stay small
 _FORMAT = "frossl_hub.gallery.v1"
