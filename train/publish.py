@@ -19,12 +19,14 @@ import torch
 import yaml
 
 from frossl_hub.catalog import CATALOG
+from frossl_hub.gallery import save_gallery
 from frossl_hub.hub import DTYPES, model_config, push_to_hub, save_pretrained
 from frossl_hub.models import pretrained_cfg_for
 from frossl_hub.stems import get_stem
 from frossl_hub.specs import get_dataset_spec
 
 from .checkpoint import CheckpointError
+from .gallery import build_gallery
 from .linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run
 from .plot import plot_run, read_metrics
 from .recipes import Recipe, get_recipe
@@ -194,8 +196,10 @@ def _measure_published(backbone: torch.nn.Module, head: Dict[str, torch.Tensor],
 
 def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32",
                 overwrite: bool = False, name: Optional[str] = None,
-                push_to: Optional[str] = None, device: str = "cpu") -> Path:
+                push_to: Optional[str] = None, device: str = "cpu", gallery: int = 0) -> Path:
     """Write RUN_DIR's published folder (default RUN_DIR/published); returns its path.
+
+    ``gallery`` > 0 also saves that many class-balanced test images (``train.gallery``).
 
     Raises:
         CheckpointError: the run lacks its checkpoint or linear-probe results.
@@ -246,12 +250,15 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
                                       "hardware": config.get("hardware")})
     card = render_card(name, recipe, config, linear, metrics, dtype, measured,
                        entry.hf_hub_id if entry else None)
+    images = build_gallery(recipe.dataset, gallery, data_dir, cache_dir) if gallery else None
     with tempfile.TemporaryDirectory() as tmp:
         plots = plot_run(run_dir, Path(tmp) / "plots", title=name)
         extras: Dict[str, Any] = {"README.md": card, "metrics.json": json.dumps(
             {"linear": {k: v for k, v in linear.items()}, "published": summary}, indent=2) + "\n"}
         extras.update({f"plots/{p.name}": p for p in plots})
         save_pretrained(model.state_dict(), out, cfg, dtype=dtype, extra_files=extras, overwrite=overwrite)
+    if images is not None:
+        save_gallery(images, out)
     if push_to:
         print(push_to_hub(out, push_to))
     return out
@@ -277,10 +284,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--push-to", default=None, metavar="ORG/NAME", help="also upload to the HF Hub")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--gallery", type=int, default=0, metavar="N",
+                        help="also ship N class-balanced test images for nearest neighbours (0: none)")
     args = parser.parse_args(argv)
     try:
         folder = publish_run(args.run_dir, args.out, args.dtype, args.overwrite, args.name, args.push_to,
-                             args.device)
+                             args.device, args.gallery)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
