@@ -6,6 +6,7 @@ scripts run from a plain checkout as well as from an installed one.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Union
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -22,7 +23,7 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402  (after the sys.path fix above)
 
 __all__ = ["REPO", "available_cores", "machine_lines", "print_header", "sync", "timed",
-           "table", "fmt_ratio", "free_port", "wait_healthy", "stop_server",
+           "table", "fmt_ratio", "free_port", "wait_healthy", "stop_server", "running_server",
            "publish_tiny_model"]
 
 
@@ -147,6 +148,23 @@ def stop_server(proc: subprocess.Popen, grace_s: float = 20) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def running_server(args: Sequence[str], env: Mapping[str, str], log_path: Path,
+                   timeout: float = 90, poll_s: float = 0.2) -> Iterator[str]:
+    """``python -m serve ARGS --port FREE`` on 127.0.0.1: yields its URL once /healthz is 200,
+    stops it on exit. RuntimeError with the end of its log if it never gets healthy."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "serve", *args, "--port", str(port)],
+                                cwd=REPO, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(proc, url, timeout, log_path, poll_s)
+        yield url
+    finally:
+        stop_server(proc, grace_s=15)
 
 
 def publish_tiny_model(folder: Path, dataset: str = "cifar10", seed: int = 0) -> Path:

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_dir", "sha256_file"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_dir", "sha256_file"]
 
 PathLike = Union[str, Path]
 
@@ -45,6 +45,10 @@ def atomic_write(path: PathLike, write: Callable[[Path], None]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda p: p.write_bytes(data))
 
 
 def atomic_write_json(path: PathLike, obj: Any) -> Path:

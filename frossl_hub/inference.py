@@ -70,7 +70,7 @@ def _cfg_of(name_or_path: Union[str, Path]) -> Dict[str, Any]:
         entry = CATALOG.get(clean_name(str(name_or_path)))
         if entry is None:
             raise
-        return pretrained_cfg_for(entry.spec)
+        return pretrained_cfg_for(entry.spec, entry.architecture, entry.input_side)
 
 
 def get_transform(model_or_name: Any) -> Callable[[Image.Image], torch.Tensor]:

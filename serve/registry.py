@@ -18,6 +18,7 @@ from frossl_hub.runtime import resolve_device
 from .batcher import BatcherClosedError, MicroBatcher, QueueFullError
 from .config import ModelSpec, Settings
 from .errors import ApiError
+from .gallery import GalleryIndex, load_gallery_index
 from .images import preprocess_images
 from .inputs import ImageRequest
 from .metrics import ServiceMetrics
@@ -126,6 +127,7 @@ class ModelHandle:
         self.has_head = self.info.num_classes > 0
         self.executor = executor  # shared by the registry's models
         self._decoding = 0  # images of admitted requests still being decoded
+        self.gallery: Optional[GalleryIndex] = None  # set by the registry once embedded
         self.batcher = MicroBatcher(self.forward, name, settings.max_batch_size,
                                     settings.max_wait_ms, settings.max_queue, metrics)
 
@@ -145,12 +147,14 @@ class ModelHandle:
                 logits = torch.empty(batch.shape[0], 0)
             return features.float().cpu(), logits
 
-    async def run(self, inputs: ImageRequest, max_pixels: int
+    async def run(self, inputs: ImageRequest, max_pixels: int,
+                  on_preprocessed: Optional[Callable[[torch.Tensor], None]] = None
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and logits for a request's images, in input order.
 
         Decoding and preprocessing run in the registry's thread pool, the forward pass in
         the batcher's thread (shared with concurrent requests); the event loop only waits.
+        ``on_preprocessed`` is handed the (N, C, H, W) batch the model is given.
 
         Raises:
             ApiError: 4xx for a bad image, 503 when the queue is full or shutting down.
@@ -164,6 +168,8 @@ class ModelHandle:
                                                  inputs.labels, max_pixels, self.transform))
         finally:
             self._decoding -= count
+        if on_preprocessed is not None:
+            on_preprocessed(batch)
         try:
             features, logits = await self.batcher.submit(batch)
         except QueueFullError as exc:
@@ -234,8 +240,10 @@ class ModelRegistry:
         if self._preloaded is not None:
             for spec in self.specs:
                 model = self._preloaded[spec.name]
-                self._add(ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
-                                      self.executor))
+                handle = ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
+                                     self.executor)
+                handle.gallery = load_gallery_index(handle)
+                self._add(handle)
             self.state = READY
             return
         self._thread = threading.Thread(target=self._load_all, name="model-loader", daemon=True)
@@ -252,6 +260,7 @@ class ModelRegistry:
                 handle = ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
                                      self.executor)
                 handle.warm_up()
+                handle.gallery = load_gallery_index(handle)
             except Exception as exc:
                 # clients see the model and the error type; paths and details go to the log
                 self.error = f"model {spec.name!r} failed to load ({type(exc).__name__})"

@@ -187,20 +187,14 @@ def test_the_published_folder_embeds_from_the_command_line(unlabelled, tmp_path)
 
 @pytest.fixture(scope="module")
 def server(unlabelled, tmp_path_factory) -> Iterator[str]:
-    port, log_path = _common.free_port(), tmp_path_factory.mktemp("serve") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "serve", "--model", str(unlabelled / "published"),
-                                 "--port", str(port), "--torch-threads", "1"], cwd=REPO, stdout=log,
-                                stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    url = f"http://127.0.0.1:{port}"
+    args = ["--model", str(unlabelled / "published"), "--torch-threads", "1"]
+    log_path = tmp_path_factory.mktemp("serve") / "server.log"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
     try:
-        try:
-            _common.wait_healthy(proc, url, timeout=300, log_path=log_path)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
-        yield url
-    finally:
-        _common.stop_server(proc)
+        with _common.running_server(args, env, log_path, timeout=300) as url:
+            yield url
+    except RuntimeError as exc:  # never healthy: the end of its log
+        pytest.fail(str(exc))
 
 
 def test_the_published_folder_serves_embeddings_and_refuses_predictions(server, unlabelled):

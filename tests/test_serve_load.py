@@ -10,8 +10,6 @@ import io
 import os
 import re
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -74,25 +72,13 @@ def model(model_dir: Path) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _common.free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1", FROSSL_SERVE_MAX_IMAGES=str(MAX_IMAGES),
                FROSSL_SERVE_MAX_BYTES=str(MAX_BYTES))
     env.pop("FROSSL_API_KEY", None)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "serve", "--model", f"tiny={model_dir}", "--port", str(port),
-             "--max-batch-size", "16", "--log-level", "warning"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _common.wait_healthy(proc, url, timeout=90, log_path=log_path, poll_s=0.1)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    args = ["--model", f"tiny={model_dir}", "--max-batch-size", "16", "--log-level", "warning"]
+    with _common.running_server(args, env, log_path, timeout=90, poll_s=0.1) as url:
         yield url
-    finally:
-        _common.stop_server(proc, grace_s=15)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 

@@ -27,7 +27,7 @@ from frossl_hub.stems import get_stem
 
 from .recipes import Recipe, get_recipe
 
-__all__ = ["CARD_TEMPLATE", "CARDS_DIR", "CARD_TAGS", "front_matter", "render_card", "recipe_command",
+__all__ = ["CARD_TEMPLATE", "CARDS_DIR", "CARD_TAGS", "front_matter", "input_cfg", "render_card", "recipe_command",
            "card_for", "generate_cards", "main"]
 
 CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "template.md"
@@ -99,6 +99,14 @@ def _run_flags(config: Dict[str, Any]) -> List[str]:
     return flags
 
 
+def input_cfg(recipe: Recipe, spec: DatasetSpec, **overrides: Any) -> Dict[str, Any]:
+    """The published model's timm pretrained cfg: the run's stem and training resolution;
+    a folder run's images were decoded as short-side resize + center crop, bicubic."""
+    if recipe.dataset == FOLDER:
+        overrides = {"crop_pct": 1.0, "interpolation": "bicubic", **overrides}
+    return pretrained_cfg_for(spec, recipe.architecture, recipe.crop_size, **overrides)
+
+
 def _pct(x: Optional[float]) -> str:
     return "–" if x is None else f"{100 * x:.2f}"
 
@@ -142,7 +150,8 @@ def _budget_note(recipe: Recipe, linear: Dict[str, Any]) -> str:
                 if fraction < 0.5 else "."))
 
 
-def _limitations(spec: DatasetSpec, budget_note: str, probed: Optional[str], folder: bool) -> str:
+def _limitations(spec: DatasetSpec, budget_note: str, probed: Optional[str], folder: bool,
+                 crop_size: int) -> str:
     """``probed``: None when the run has a probe, else why it has none."""
     if probed is not None:
         probe = f"- Not measured: {probed}; there is no kNN, online-probe or linear-probe accuracy."
@@ -154,7 +163,8 @@ def _limitations(spec: DatasetSpec, budget_note: str, probed: Optional[str], fol
                  f"{spec.eval_split} split; hyper-parameters were chosen on a held-out tenth of train.")
     return "\n".join([
         f"- Pretrained on {spec.title} only; features transfer best to images like it "
-        f"({spec.image_size}×{spec.image_size}, {'greyscale' if spec.in_chans == 1 else 'colour'}).",
+        f"({spec.image_size}×{spec.image_size}, {'greyscale' if spec.in_chans == 1 else 'colour'})"
+        + (f", trained and served at {crop_size}×{crop_size}." if crop_size != spec.image_size else "."),
         f"- {budget_note}",
         probe,
         "- Not evaluated for robustness, fairness or out-of-distribution inputs.",
@@ -239,7 +249,7 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Optio
     """
     spec = spec or get_dataset_spec(recipe.dataset)
     evals = metrics.get("eval", [])
-    cfg = pretrained_cfg_for(spec)
+    cfg = input_cfg(recipe, spec)
     done = linear if linear is not None else (progress or {})
     budget_note = _budget_note(recipe, done)
     scores = None if linear is None or measured is None else {
@@ -257,13 +267,13 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Optio
         **_head_values(spec, scores is not None),
         **_training_values(recipe, config, done),
         "budget_note": budget_note,
-        "input_size": tuple([spec.in_chans, spec.image_size, spec.image_size]),
+        "input_size": tuple([spec.in_chans, recipe.crop_size, recipe.crop_size]),
         "mean": tuple(spec.mean),
         "std": tuple(spec.std),
-        "interpolation": "bicubic" if recipe.dataset == FOLDER else cfg["interpolation"],
-        "crop_pct": 1.0 if recipe.dataset == FOLDER else cfg["crop_pct"],
+        "interpolation": cfg["interpolation"],
+        "crop_pct": cfg["crop_pct"],
         "limitations": _limitations(spec, budget_note, None if scores else no_probe,
-                                    recipe.dataset == FOLDER),
+                                    recipe.dataset == FOLDER, recipe.crop_size),
     }
     if not CARD_TEMPLATE.is_file():
         raise FileNotFoundError(f"model card template missing: {CARD_TEMPLATE}")

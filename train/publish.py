@@ -15,13 +15,14 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
+from frossl_hub.gallery import save_gallery
 from frossl_hub.hub import DTYPES, model_config, push_to_hub, save_pretrained
-from frossl_hub.models import pretrained_cfg_for
 from frossl_hub.specs import FOLDER, DatasetSpec
 
-from .cards import CARD_TEMPLATE, recipe_command, render_card
+from .cards import CARD_TEMPLATE, input_cfg, recipe_command, render_card
 from .checkpoint import CheckpointError
 from .evaluation import split_features, topk_accuracy
+from .gallery import build_gallery
 from .linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run, run_spec, run_splits, why_no_probe
 from .metrics_log import read_metrics
 from .plot import plot_run
@@ -51,13 +52,9 @@ def _published_model(recipe: Recipe, spec: DatasetSpec, config: Dict[str, Any], 
     import timm
 
     classes = config.get("classes") or list(spec.label_names or [])
-    if recipe.dataset == FOLDER:  # decoded as short side resize + center crop, bicubic
-        cfg = pretrained_cfg_for(spec, recipe.architecture, label_names=classes or None,
-                                 crop_pct=1.0, interpolation="bicubic")
-    else:
-        cfg = pretrained_cfg_for(spec, label_names=classes)
     model = timm.create_model(recipe.architecture, num_classes=spec.num_classes if head else 0,
-                              in_chans=spec.in_chans, pretrained_cfg_overlay=cfg)
+                              in_chans=spec.in_chans,
+                              pretrained_cfg_overlay=input_cfg(recipe, spec, label_names=classes))
     state = {k: v.cpu() for k, v in backbone.state_dict().items()}
     state.update({k: v.cpu() for k, v in (head or {}).items()})
     model.load_state_dict(state)
@@ -87,11 +84,12 @@ def _default_name(recipe: Recipe, config: Dict[str, Any], spec: DatasetSpec) -> 
 
 def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32",
                 overwrite: bool = False, name: Optional[str] = None,
-                push_to: Optional[str] = None, device: str = "cpu") -> Path:
+                push_to: Optional[str] = None, device: str = "cpu", gallery: int = 0) -> Path:
     """Write RUN_DIR's published folder (default RUN_DIR/published); returns its path.
 
     A run that cannot be probed (a folder without labels or held-out split) is published
-    without a head: a 512-d embedding model.
+    without a head: a 512-d embedding model. ``gallery`` > 0 also saves that many
+    class-balanced test images of a catalog data set (``train.gallery``).
 
     Raises:
         CheckpointError: the run lacks its checkpoint or linear-probe results.
@@ -107,6 +105,8 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
             raise CheckpointError(f"{run_dir} has no {needed}: run `python -m train.linear {run_dir}` first.")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if gallery and recipe.dataset == FOLDER:
+        raise ValueError("--gallery takes test images of a catalog data set; a folder run has none.")
     out = Path(out) if out else run_dir / PUBLISHED_DIR
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already exists and is not empty; pass --overwrite to replace it.")
@@ -118,10 +118,11 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
     backbone, state = backbone_from_checkpoint(run_dir, recipe, dev)
     model = _published_model(recipe, spec, config, backbone, head)
     measured = None if linear is None else {"top1": linear["top1"], "top5": linear["top5"]}
+    options = config["options"]
+    data_dir = Path(options["data_dir"]) if options.get("data_dir") else None
+    cache_dir = Path(options["cache_dir"]) if options.get("cache_dir") else None
     if head is not None and dtype != "float32":
-        options = config["options"]
-        test = run_splits(recipe, config, Path(options["data_dir"]) if options.get("data_dir") else None,
-                          Path(options["cache_dir"]) if options.get("cache_dir") else None, train=False)[1]
+        test = run_splits(recipe, config, data_dir, cache_dir, train=False)[1]
         measured = _measure_published(backbone, head, recipe, spec, test, dtype)
     summary = _summary(linear, measured, state)
     meta = {"name": name, "dataset": spec.name, "recipe": recipe.to_dict(), "metrics": summary,
@@ -130,12 +131,15 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
     cfg = model_config(model, frossl=meta)
     card = render_card(name, recipe, config, linear, read_metrics(run_dir), dtype, measured, spec,
                        progress=state, no_probe=no_probe)
+    images = build_gallery(recipe.dataset, gallery, data_dir, cache_dir) if gallery else None
     with tempfile.TemporaryDirectory() as tmp:
         plots = plot_run(run_dir, Path(tmp) / "plots", title=name)
         extras: Dict[str, Any] = {"README.md": card, "metrics.json": json.dumps(
             ({"linear": dict(linear)} if linear else {}) | {"published": summary}, indent=2) + "\n"}
         extras.update({f"plots/{p.name}": p for p in plots})
         save_pretrained(model.state_dict(), out, cfg, dtype=dtype, extra_files=extras, overwrite=overwrite)
+    if images is not None:
+        save_gallery(images, out)
     if push_to:
         print(push_to_hub(out, push_to))
     return out
@@ -161,10 +165,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--push-to", default=None, metavar="ORG/NAME", help="also upload to the HF Hub")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--gallery", type=int, default=0, metavar="N",
+                        help="also ship N class-balanced test images for nearest neighbours (0: none)")
     args = parser.parse_args(argv)
     try:
         folder = publish_run(args.run_dir, args.out, args.dtype, args.overwrite, args.name, args.push_to,
-                             args.device)
+                             args.device, args.gallery)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
