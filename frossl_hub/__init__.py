@@ -8,6 +8,7 @@ from .catalog import CATALOG, get_entry, list_models
 from .hub import ChecksumError, ModelNotFoundError, load, push_to_hub, resolve, save_pretrained, verify
 from .inference import embed, get_transform
 from .loss import FroSSLLoss, frossl_loss
+from .onnx_export import export_onnx
 from .models import Projector, create_backbone
 from .specs import DATASET_SPECS, get_dataset_spec
 
@@ -22,6 +23,7 @@ __all__ = [
     "Projector",
     "create_backbone",
     "embed",
+    "export_onnx",
     "get_transform",
     "load",
     "push_to_hub",
