@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -21,17 +21,11 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402  (after the sys.path fix above)
 
+from frossl_hub.backends import available_cores  # noqa: E402
+
 __all__ = ["REPO", "available_cores", "machine_lines", "print_header", "sync", "timed",
-           "table", "fmt_ratio", "free_port", "wait_healthy", "stop_server",
+           "table", "fmt_ratio", "free_port", "server_env", "wait_healthy", "stop_server",
            "publish_tiny_model"]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (affinity), else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _cpu_model() -> str:
@@ -118,9 +112,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_env() -> Dict[str, str]:
+    """This environment without FROSSL_SERVE_* / the API key (only the flags given count), offline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FROSSL_SERVE_") and k != "FROSSL_API_KEY"}
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
 def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, log_path: Path,
-                 poll_s: float = 0.2) -> None:
-    """Poll ``url``/healthz until it answers 200. RuntimeError with the end of the server's log
+                 poll_s: float = 0.2, path: str = "/healthz") -> None:
+    """Poll ``url + path`` until it answers 200. RuntimeError with the end of the server's log
     when the process exits first or ``timeout`` seconds pass."""
     import httpx
 
@@ -129,7 +130,7 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, log_path: Pat
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+            if httpx.get(url + path, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -202,7 +202,8 @@ class MicroBatcher:
         started = time.perf_counter()
         outputs = self.forward(batch)
         if self.metrics:
-            self.metrics.batch_seconds.labels(model=self.name).observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.metrics.batch_seconds.labels(model=self.name).observe(seconds)
             self.metrics.batch_size.labels(model=self.name).observe(batch.shape[0])
             self.metrics.images.labels(model=self.name).inc(batch.shape[0])
         offset = 0

@@ -1,4 +1,4 @@
-"""Service settings (``pydantic-settings``): command-line flags, then the environment, then defaults.
+"""Service settings (pydantic-settings): command-line flags, then the environment, then defaults.
 
 Every option has a flag and an environment variable (``FROSSL_SERVE_<NAME>``, except
 ``FROSSL_API_KEY`` and ``FROSSL_SERVE_MODEL``); the flag wins over the variable, the variable
@@ -11,11 +11,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Literal, NoReturn, Optional, Sequence, Set, Tuple
+from typing import Annotated, Any, Dict, List, Literal, NoReturn, Optional, Sequence, Set, Tuple
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+
 
 __all__ = [
     "API_KEY_ENV",
@@ -147,7 +147,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
     workers: int = Field(1, ge=1, description="uvicorn worker processes (each loads its own "
                          "models; /metrics adds them up)")
-    log_level: Literal[LOG_LEVELS] = Field("info", description="log level")  # type: ignore[valid-type]
+    log_level: Literal[LOG_LEVELS] = Field(  # type: ignore[valid-type]
+        "info", description="log level")
     api_key: Optional[SecretStr] = Field(
         None, validation_alias=API_KEY_ENV, description="require 'Authorization: Bearer KEY' "
         f"on every route but /livez and /healthz (prefer ${API_KEY_ENV}: flags show in `ps`)")

@@ -54,11 +54,11 @@ def require_api_key(settings: Settings = Depends(get_settings),
     if settings.api_key is None:
         return
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized(code="unauthorized", message="missing API key: send 'Authorization: Bearer "
-                       "<key>'.")
+        raise Unauthorized("missing API key: send 'Authorization: Bearer "
+                           "<key>'.", code="unauthorized")
     if not hmac.compare_digest(credentials.credentials.encode("utf-8"),
                                settings.api_key.get_secret_value().encode("utf-8")):
-        raise Unauthorized(code="unauthorized", message="invalid API key.")
+        raise Unauthorized("invalid API key.", code="unauthorized")
 
 
 async def embedding_inputs(request: Request, settings: Settings = Depends(get_settings)

@@ -5,6 +5,7 @@ Import from tests as ``from serve_helpers import ...`` (pytest puts ``tests/`` o
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import struct
@@ -13,7 +14,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import timm
@@ -120,3 +121,31 @@ def sample(text: str, name: str, **labels: str) -> float:
     """Sum of the samples called ``name`` whose labels include ``labels``, in Prometheus text."""
     return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+@contextlib.contextmanager
+def serving(args: Sequence[str], log_path: Path, env: Optional[Dict[str, str]] = None,
+            timeout: float = 300) -> Iterator[str]:
+    """A real ``python -m serve ARGS`` on a free 127.0.0.1 port; yields its URL once healthy,
+    stops it after, and fails the test if it logged a traceback."""
+    import pytest
+
+    from benchmarks import _common
+
+    port = _common.free_port()
+    full_env = dict(_common.server_env(), **(env or {}))
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "serve", *args, "--port", str(port),
+                                 "--log-level", "warning"], cwd=REPO, env=full_env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            _common.wait_healthy(proc, url, timeout=timeout, log_path=log_path, poll_s=0.1)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield url
+    finally:
+        _common.stop_server(proc, grace_s=15)
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()
+

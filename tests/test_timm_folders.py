@@ -6,9 +6,6 @@ the caller's arguments win over them.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,12 +16,10 @@ import torch
 from PIL import Image
 
 import frossl_hub
-from benchmarks import _common
 from frossl_hub.cli import main as hub_cli
 from frossl_hub.models import pretrained_cfg_for
 from helpers import one_torch_thread  # noqa: F401  (fixture)
-
-REPO = Path(__file__).resolve().parents[1]
+from serve_helpers import serving
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -97,24 +92,9 @@ def test_embed_cli_embeds_with_it(timm_dir, images, tmp_path):
 
 @pytest.mark.slow
 def test_python_m_serve_serves_it(timm_dir, images, tmp_path):
-    port = _common.free_port()
-    log_path = tmp_path / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FROSSL_")}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "serve", "--model", str(timm_dir),
-                                 "--port", str(port), "--log-level", "warning"],
-                                cwd=REPO, env=dict(env, HF_HUB_OFFLINE="1"), stdout=log,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _common.wait_healthy(proc, url, timeout=120, log_path=log_path)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
-        blob = (images / "0.png").read_bytes()
+    blob = (images / "0.png").read_bytes()
+    with serving(["--model", str(timm_dir)], tmp_path / "server.log") as url:
         response = httpx.post(url + "/v1/predictions", files=[("file", ("0.png", blob))],
                               timeout=60)
-    finally:
-        _common.stop_server(proc)
     assert response.status_code == 200, response.text
     assert len(response.json()["data"][0]["predictions"]) == 5

@@ -19,14 +19,14 @@ router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(req
 def _top_k(inputs: ImageRequest, handle: ModelHandle) -> int:
     classes = handle.info.num_classes
     if classes < 1:
-        raise InvalidInput(code="no_classifier", message=f"model {handle.name} has no linear-probe head; "
-                       "use /v1/embeddings.")
+        raise InvalidInput(f"model {handle.name} has no linear-probe head; "
+                           "use /v1/embeddings.", code="no_classifier")
     top_k = inputs.options.top_k
     if "top_k" not in inputs.options.model_fields_set:
         return min(top_k, classes)  # the default adapts to small heads
     if not 1 <= top_k <= classes:
-        raise InvalidInput(code="invalid_request", message=f"top_k: must be in 1..{classes} for model "
-                       f"{handle.name}, got {top_k}.")
+        raise InvalidInput(f"top_k: must be in 1..{classes} for model "
+                           f"{handle.name}, got {top_k}.", code="invalid_request")
     return top_k
 
 
