@@ -43,8 +43,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 try:  # `python benchmarks/NAME.py` puts this folder on sys.path; `python -m benchmarks.NAME` does not
     import _common
     import load_client
+    import pyspy
 except ImportError:
-    from benchmarks import _common, load_client
+    from benchmarks import _common, load_client, pyspy
 import numpy as np
 import torch
 
@@ -95,6 +96,7 @@ class Cell:
     load: load_client.LoadResult
     mean_batch: Optional[float] = None
     forward_share: Optional[float] = None
+    profile: Optional[List[Tuple[str, int, float]]] = None  # py-spy: (stage, samples, share)
 
     @property
     def images_per_s(self) -> float:
@@ -190,8 +192,14 @@ def measure_server(server: Server, model: Path, args: argparse.Namespace, bodies
                 print(f"  {server.name}: {images} images/request, {connections} connections ...",
                       file=sys.stderr, flush=True)
                 before = httpx.get(url + "/metrics", timeout=30).text if server.name.startswith("ours") else ""
+                spy = None
+                if args.profile and server.name == "ours" and images == 1 and connections == max(args.connections):
+                    spy = pyspy.record(proc.pid, args.seconds - 1, log_path.with_suffix(".pyspy"))
                 result = load_client.run_load(target, bodies[images], connections, args.seconds, args.client)
                 cell = Cell(server.name, images, connections, result)
+                if spy is not None:
+                    spy.wait(timeout=args.seconds + 60)
+                    cell.profile = pyspy.summary(log_path.with_suffix(".pyspy"))
                 if before:
                     cell.mean_batch, cell.forward_share = _forward_stats(url, before, result.seconds)
                 cells.append(cell)
@@ -273,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--raw-batches", type=parse_ints, default=[1, 8, 32, 64, 128, 256])
     parser.add_argument("--raw-seconds", type=float, default=2.0, help="seconds per raw batch size")
     parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--profile", action="store_true",
+                        help="sample ours with py-spy during its 1-image, most-connections cell")
     return parser
 
 
@@ -284,6 +294,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     unknown = [n for n in names if n not in SERVERS]
     if unknown:
         print(f"error: unknown server(s) {unknown}; choose from {', '.join(SERVERS)}", file=sys.stderr)
+        return 2
+    if args.profile and not pyspy.available():
+        print("error: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     _common.print_header("serve throughput: ours vs LitServe vs plain FastAPI", [Path(sys.executable).name] + sys.argv)
@@ -316,6 +329,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print()
     print_servers(cells)
     print()
+    for cell in cells:
+        if cell.profile:
+            print(f"py-spy profile of {cell.server} ({cell.images} image/request, {cell.connections} "
+                  "connections), share of the server's sampled CPU by stage:")
+            print(_common.table(["stage", "samples", "share"],
+                                [(s, n, f"{100 * share:.0f}%") for s, n, share in cell.profile]))
+            print()
     print_ratios(cells, raw, max(args.connections))
     errors = sum(c.load.errors for c in cells)
     if errors:

@@ -12,7 +12,7 @@ import torch
 from ._io import atomic_write
 from .inference import BatchTransform, open_image
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "embed_folder", "index_path"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFiles", "collate_list", "list_images", "embed_folder", "index_path"]
 
 _logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def index_path(out: Path) -> Path:
     return out.with_name(out.name[: -len(out.suffix)] + ".paths.txt" if out.suffix else out.name + ".paths.txt")
 
 
-class _Images(torch.utils.data.Dataset):
+class ImageFiles(torch.utils.data.Dataset):
     """Decodes one file to the model's uint8 input (``BatchTransform.to_uint8``); a bad file
     yields None instead of raising."""
 
@@ -49,7 +49,8 @@ class _Images(torch.utils.data.Dataset):
             return i, None, f"{type(exc).__name__}: {exc}"
 
 
-def _collate(items):
+def collate_list(items: list) -> list:
+    """A DataLoader collate that keeps the (index, tensor or None, error) items as they are."""
     return items
 
 
@@ -79,8 +80,8 @@ def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: in
     files = list_images(folder)
     mine = files[rank::world]
     transform = BatchTransform(model)
-    loader = torch.utils.data.DataLoader(_Images(mine, transform.to_uint8), batch_size=batch_size,
-                                         num_workers=workers, collate_fn=_collate)
+    loader = torch.utils.data.DataLoader(ImageFiles(mine, transform.to_uint8), batch_size=batch_size,
+                                         num_workers=workers, collate_fn=collate_list)
     model.eval()
     runner = make_runner(model, backend)
     rows: List[np.ndarray] = []

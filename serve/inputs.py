@@ -22,7 +22,7 @@ from .config import Settings
 from .errors import validation_details, validation_message
 from .exceptions import InvalidInput, MalformedBody, TooLarge, UnsupportedMedia
 
-__all__ = ["ImageRequest", "parse_json_body", "read_image_request"]
+__all__ = ["ImageRequest", "json_image_request", "parse_json_body", "read_image_request"]
 
 FILE_FIELDS = ("file", "files")  # multipart part names that carry images
 MAX_FORM_FIELDS = 16  # non-file multipart fields (model, normalize, top_k)
@@ -95,6 +95,12 @@ def parse_json_body(body: bytes, settings: Settings, json_model: Type[BaseModel]
         data = orjson.loads(body)  # no recursion: 100,000 nested "[" fail like any bad body
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}.", code="malformed_json") from None
+    return json_image_request(data, settings, json_model)
+
+
+def json_image_request(data: Any, settings: Settings, json_model: Type[BaseModel]
+                       ) -> ImageRequest:
+    """Parsed JSON as a validated request: the image count, the fields, the base64 images."""
     if not isinstance(data, dict):
         raise InvalidInput("the JSON body must be an object like "
                            '{"images": ["<base64>", ...]}.', code="invalid_request")

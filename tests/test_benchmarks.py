@@ -76,10 +76,10 @@ def test_serve_throughput_measures_ours_and_the_peers_against_the_goals() -> Non
 
 def test_request_path_prints_each_stage_before_and_after() -> None:
     out = run_script("request_path.py", ["--repeats", "3", "--images", "1"])
-    for stage in ("parse (JSON, validation, base64)", "decode (PNG, checks)", "preprocess",
+    for stage in ("JSON to objects", "validate fields, base64 to bytes", "decode (PNG, checks)", "preprocess",
                   "respond (top-5, JSON bytes)", "all stages outside the forward"):
         assert stage in out, out
-    assert "whole app in-process (onnxruntime backend): " in out, out
+    assert "whole request in-process, client included (onnxruntime backend): " in out, out
 
 
 def test_embed_throughput_names_its_bound() -> None:
