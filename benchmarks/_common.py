@@ -6,8 +6,10 @@ scripts run from a plain checkout as well as from an installed one.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -139,15 +141,25 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, log_path: Pat
         time.sleep(poll_s)
 
 
-def stop_server(proc: subprocess.Popen, grace_s: float = 20) -> None:
-    """SIGTERM (uvicorn's graceful shutdown), then SIGKILL after ``grace_s`` seconds."""
+def stop_server(proc: subprocess.Popen, grace_s: float = 20, group: bool = False) -> None:
+    """SIGTERM (uvicorn's graceful shutdown), then SIGKILL after ``grace_s`` seconds.
+
+    ``group``: the server was started with ``start_new_session=True`` and may have children
+    (LitServe's workers, uvicorn's): signal its whole process group, leaving nothing behind.
+    """
+    def signal_it(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+
     if proc.poll() is None:
-        proc.terminate()
+        signal_it(signal.SIGTERM)
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            signal_it(signal.SIGKILL)
             proc.wait()
+    if group:  # children outlive a leader that exited first
+        signal_it(signal.SIGKILL)
 
 
 def publish_tiny_model(folder: Path, dataset: str = "cifar10", seed: int = 0) -> Path:

@@ -180,7 +180,8 @@ def measure_server(server: Server, model: Path, args: argparse.Namespace, bodies
     url = f"http://{HOST}:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(server.command(model, port, args.threads), cwd=_common.REPO,
-                                env=_common.server_env(), stdout=log, stderr=subprocess.STDOUT)
+                                env=_common.server_env(), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its own process group: stopped whole
     cells = []
     try:
         _common.wait_healthy(proc, url, args.startup_timeout, log_path, path=server.health)
@@ -204,7 +205,7 @@ def measure_server(server: Server, model: Path, args: argparse.Namespace, bodies
                     cell.mean_batch, cell.forward_share = _forward_stats(url, before, result.seconds)
                 cells.append(cell)
     finally:
-        _common.stop_server(proc)
+        _common.stop_server(proc, group=True)
     if "Traceback" in log_path.read_text(errors="replace"):
         print(f"warning: {server.name} logged a traceback:\n{log_path.read_text(errors='replace')[-3000:]}")
     return cells

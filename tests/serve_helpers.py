@@ -137,7 +137,7 @@ def serving(args: Sequence[str], log_path: Path, env: Optional[Dict[str, str]] =
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "serve", *args, "--port", str(port),
                                  "--log-level", "warning"], cwd=REPO, env=full_env,
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -146,6 +146,6 @@ def serving(args: Sequence[str], log_path: Path, env: Optional[Dict[str, str]] =
             pytest.fail(str(exc))
         yield url
     finally:
-        _common.stop_server(proc, grace_s=15)
+        _common.stop_server(proc, grace_s=15, group=True)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 

@@ -170,10 +170,22 @@ def test_client_dropping_mid_upload_leaves_the_server_serving(server: str) -> No
     assert httpx.get(server + "/healthz").status_code == 200
 
 
+def _wait_all_workers_ready(url: str, in_a_row: int = 12, timeout: float = 300) -> None:
+    """/healthz on new connections until ``in_a_row`` answers are 200 (each worker is ready)."""
+    deadline, good = time.monotonic() + timeout, 0
+    while good < in_a_row:
+        assert time.monotonic() < deadline, "the workers did not all become ready"
+        ok = httpx.get(url + "/healthz", headers={"Connection": "close"}).status_code == 200
+        good = good + 1 if ok else 0
+        if not ok:
+            time.sleep(0.2)
+
+
 def test_workers_report_one_set_of_metrics(model_dir: Path, tmp_path: Path) -> None:
     """--workers 2: whichever worker answers /metrics counts the requests both served."""
     blobs = [_png(2000 + i) for i in range(16)]
     with serving(["--model", f"tiny={model_dir}", "--workers", "2"], tmp_path / "log") as url:
+        _wait_all_workers_ready(url)
         responses = asyncio.run(_concurrent_embeddings(url, blobs))  # 16 connections, both workers
         texts = [httpx.get(url + "/metrics", headers={"Connection": "close"}).text
                  for _ in range(4)]
