@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -27,6 +27,7 @@ from frossl_hub.backends import available_cores  # noqa: E402
 
 __all__ = ["REPO", "available_cores", "machine_lines", "print_header", "sync", "timed",
            "table", "fmt_ratio", "free_port", "server_env", "wait_healthy", "stop_server",
+           "running_server",
            "publish_tiny_model"]
 
 
@@ -160,6 +161,25 @@ def stop_server(proc: subprocess.Popen, grace_s: float = 20, group: bool = False
             proc.wait()
     if group:  # children outlive a leader that exited first
         signal_it(signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_server(args: Sequence[str], env: Mapping[str, str], log_path: Path,
+                   timeout: float = 90, poll_s: float = 0.2) -> Iterator[str]:
+    """``python -m serve ARGS --port FREE`` on 127.0.0.1: yields its URL once /healthz is 200,
+    stops it (and any worker processes) on exit. RuntimeError with the end of its log if it
+    never gets healthy."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "serve", *args, "--port", str(port)],
+                                cwd=REPO, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(proc, url, timeout, log_path, poll_s)
+        yield url
+    finally:
+        stop_server(proc, grace_s=15, group=True)
 
 
 def publish_tiny_model(folder: Path, dataset: str = "cifar10", seed: int = 0) -> Path:

@@ -99,7 +99,7 @@ def convert_checkpoint(path: Union[str, Path], source: str, out: Union[str, Path
     if in_chans != spec.in_chans:
         raise ConversionError(f"{path}: conv1 takes {in_chans}-channel input but {spec.title} images "
                               f"have {spec.in_chans}; pick the --dataset the weights were trained on.")
-    pretrained_cfg = _models.pretrained_cfg_for(spec)
+    pretrained_cfg = _models.pretrained_cfg_for(spec, architecture)
     if num_classes != spec.num_classes:
         pretrained_cfg["label_names"] = None
     model = timm.create_model(architecture, num_classes=num_classes, in_chans=in_chans,

@@ -20,6 +20,7 @@ from .catalog import WEIGHTS_NAME, CatalogEntry, get_entry
 
 __all__ = [
     "CONFIG_NAME",
+    "GALLERY_NAME",
     "SUMS_NAME",
     "ModelNotFoundError",
     "ChecksumError",
@@ -38,6 +39,7 @@ _logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"  # timm's Hugging Face config
 SUMS_NAME = "SHA256SUMS"  # `sha256sum -c` compatible
+GALLERY_NAME = "gallery.safetensors"  # optional test images for neighbours (frossl_hub.gallery)
 CARD_NAME = "README.md"  # model card; a minimal one is written when none is given
 HUB_DIR_ENV = "FROSSL_HUB_DIR"  # folder of published models, one sub-folder per name
 HF_PREFIX = "hf-hub:"
@@ -286,6 +288,7 @@ def _resolve_hf(repo_id: str, entry: Optional[CatalogEntry], tried: List[str]) -
     if config is None or weights is None:
         return None
     _hf_download(repo_id, SUMS_NAME, offline)  # optional: lets resolve() check the folder's sums
+    _hf_download(repo_id, GALLERY_NAME, offline)  # optional: nearest-neighbour gallery
     return _from_folder(config.parent, "hf-hub", entry, weights)
 
 

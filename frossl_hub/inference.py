@@ -70,7 +70,7 @@ def _cfg_of(name_or_path: Union[str, Path]) -> Dict[str, Any]:
         entry = CATALOG.get(clean_name(str(name_or_path)))
         if entry is None:
             raise
-        return pretrained_cfg_for(entry.spec)
+        return pretrained_cfg_for(entry.spec, entry.architecture, entry.input_side)
 
 
 def _pretrained_cfg(model_or_name: Any) -> Dict[str, Any]:

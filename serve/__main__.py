@@ -21,16 +21,18 @@ def _fail(message: str) -> int:
 
 
 def check_models(settings: Settings) -> None:
-    """Find (and checksum) every model's files before starting, so a typo fails fast.
+    """Find (and checksum) every model's files and gallery before starting, so a typo or a
+    corrupt file fails fast.
 
     Raises:
         ConfigError: naming the model and where it was looked for.
     """
     from frossl_hub import ChecksumError, ModelNotFoundError, resolve
+    from frossl_hub.gallery import read_gallery
 
     for spec in settings.models:
         try:
-            resolve(spec.source)
+            read_gallery(resolve(spec.source).folder)
         except (ModelNotFoundError, ChecksumError, ValueError, RuntimeError) as exc:
             # RuntimeError: frossl_hub.catalog.get_entry's "Unknown FroSSL model" for a bad name
             raise ConfigError(f"cannot serve model {spec.name!r}: {exc}") from None

@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .exceptions import (InvalidInput, MalformedBody, ModelsLoading, QueueFull, ServeError,
-                         TooLarge, Unauthorized, Unavailable, UnknownModel, UnsupportedMedia)
+from .exceptions import (InvalidInput, MalformedBody, ModelsLoading, NotFound, QueueFull,
+                         ServeError, TooLarge, Unauthorized, Unavailable, UnsupportedMedia)
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -39,7 +39,7 @@ REQUEST_ID_SCOPE_KEY = "frossl.request_id"  # set by serve.middleware for every 
 STATUS_OF: Dict[type, int] = {  # domain error -> HTTP status (subclasses inherit)
     MalformedBody: 400,
     Unauthorized: 401,
-    UnknownModel: 404,
+    NotFound: 404,
     TooLarge: 413,
     UnsupportedMedia: 415,
     InvalidInput: 422,

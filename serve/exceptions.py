@@ -13,6 +13,7 @@ __all__ = [
     "MalformedBody",
     "ModelLoadFailed",
     "ModelsLoading",
+    "NotFound",
     "QueueFull",
     "ServeError",
     "ShuttingDown",
@@ -76,7 +77,13 @@ class Unauthorized(ServeError):
     code = "unauthorized"
 
 
-class UnknownModel(ServeError):
+class NotFound(ServeError):
+    """The request names something this service does not have."""
+
+    code = "not_found"
+
+
+class UnknownModel(NotFound):
     """The request names a model this service does not serve."""
 
     code = "model_not_found"

@@ -8,7 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image
@@ -16,6 +16,7 @@ from PIL import Image
 from .batcher import MicroBatcher
 from .config import ModelSpec, Settings
 from .exceptions import ModelLoadFailed, ModelsLoading, QueueFull, UnknownModel
+from .gallery import GalleryIndex, load_gallery_index
 from .images import preprocess_images
 from .inputs import ImageRequest
 from .metrics import ServiceMetrics
@@ -152,6 +153,7 @@ class ModelHandle:
         self.has_head = self.info.num_classes > 0
         self.executor = executor  # shared by the registry's models
         self._decoding = 0  # images of admitted requests still being decoded
+        self.gallery: Optional[GalleryIndex] = None  # set by the registry once embedded
         self.batcher = MicroBatcher(self.forward, name, settings.max_batch_size,
                                     settings.max_wait_ms, settings.max_queue, metrics)
 
@@ -168,12 +170,15 @@ class ModelHandle:
         """Embeddings and logits of PIL images, outside the batcher (call it off the event loop)."""
         return self.forward(torch.stack([self.transform.to_uint8(image) for image in images]))
 
-    async def run(self, inputs: ImageRequest, max_pixels: int
+    async def run(self, inputs: ImageRequest, max_pixels: int,
+                  on_preprocessed: Optional[Callable[[torch.Tensor], None]] = None
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and logits for a request's images, in input order.
 
         Decoding and resizing run in the registry's thread pool, the forward pass in the
         batcher's thread (shared with concurrent requests); the event loop only waits.
+        ``on_preprocessed`` is handed the (N, C, H, W) uint8 batch the model is given (at its
+        input size and colour mode, before normalisation).
 
         Raises:
             InvalidInput, UnsupportedMedia, TooLarge: a bad image.
@@ -189,6 +194,8 @@ class ModelHandle:
                                                  self.transform.to_uint8))
         finally:
             self._decoding -= count
+        if on_preprocessed is not None:
+            on_preprocessed(batch)
         return await self.batcher.submit(batch)
 
     def _check_room(self, count: int) -> None:
@@ -252,8 +259,10 @@ class ModelRegistry:
         if self._preloaded is not None:
             for spec in self.specs:
                 model = self._preloaded[spec.name]
-                self._add(ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
-                                      self.executor))
+                handle = ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
+                                     self.executor)
+                handle.gallery = load_gallery_index(handle)
+                self._add(handle)
             self.state = READY
             return
         self._thread = threading.Thread(target=self._load_all, name="model-loader", daemon=True)
@@ -271,6 +280,7 @@ class ModelRegistry:
                 handle = ModelHandle(spec.name, spec.source, model, self.settings, self.metrics,
                                      self.executor)
                 handle.warm_up()
+                handle.gallery = load_gallery_index(handle)
             except Exception as exc:
                 # clients see the model and the error type; paths and details go to the log
                 self.error = f"model {spec.name!r} failed to load ({type(exc).__name__})"

@@ -6,18 +6,23 @@ from typing import Any, Dict, List, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "CardSummary",
     "EmbeddingOptions",
     "EmbeddingRequest",
     "EmbeddingResponse",
     "ModelCard",
     "ModelInfo",
     "ModelList",
+    "NeighbourOptions",
+    "NeighbourRequest",
+    "NeighbourResponse",
     "PredictionOptions",
     "PredictionRequest",
     "PredictionResponse",
 ]
 
 DEFAULT_TOP_K = 5
+DEFAULT_NEIGHBOURS = 8
 
 
 class _Options(BaseModel):
@@ -39,6 +44,13 @@ class PredictionOptions(_Options):
                        "1..num_classes (default 5, capped at num_classes).")
 
 
+class NeighbourOptions(_Options):
+    """Fields of a neighbours request besides the images (multipart form fields)."""
+
+    k: int = Field(DEFAULT_NEIGHBOURS, ge=1, description="Gallery items to return per image, "
+                   "1..gallery size (default 8).")
+
+
 _IMAGES = Field(..., min_length=1, description="Base64-encoded image files (PNG, JPEG, ...); "
                 "a data: URL prefix is accepted.")
 
@@ -51,6 +63,12 @@ class EmbeddingRequest(EmbeddingOptions):
 
 class PredictionRequest(PredictionOptions):
     """JSON body of POST /v1/predictions."""
+
+    images: List[str] = _IMAGES
+
+
+class NeighbourRequest(NeighbourOptions):
+    """JSON body of POST /v1/neighbours."""
 
     images: List[str] = _IMAGES
 
@@ -153,3 +171,48 @@ def request_body(json_model: type, options: type) -> Dict[str, Any]:
         "application/json": {"schema": json_model.model_json_schema()},
         "multipart/form-data": {"schema": multipart_schema(options)},
     }}}
+
+
+class GalleryInfo(BaseModel):
+    size: int
+    dataset: str
+    split: str
+
+
+class Neighbour(BaseModel):
+    index: int = Field(description="Position in the model's gallery.")
+    label: str = Field(description="The gallery image's true label.")
+    class_id: int
+    similarity: float = Field(description="Cosine similarity of the two embeddings.")
+    image: str = Field(description="The gallery image as a data:image/png;base64 URL.")
+
+
+class ImageNeighbours(BaseModel):
+    index: int
+    input_image: str = Field(description="The posted image after the model's preprocessing "
+                             "(resize, crop, colour mode), as a data:image/png;base64 URL.")
+    neighbours: List[Neighbour]
+
+
+class NeighbourResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    gallery: GalleryInfo
+    data: List[ImageNeighbours]
+
+
+class Plot(BaseModel):
+    name: str
+    url: str
+
+
+class CardSummary(BaseModel):
+    """What the demo page shows beside a model: card numbers, plots, gallery."""
+
+    name: str
+    dataset: Optional[str]
+    metrics: Dict[str, Any]
+    hardware: Optional[str]
+    plots: List[Plot]
+    gallery: Optional[GalleryInfo]

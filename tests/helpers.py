@@ -8,16 +8,22 @@ Import from tests as ``from helpers import publish_tiny_model`` (pytest puts ``t
 threads spin against other jobs and make small CPU forwards several times slower. Use it with
 ``from helpers import one_torch_thread`` and
 ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+
+``extract_cifar10_test`` unpacks real CIFAR-10 test images from the shared JPEG archive
+(``../shared/datasets/cifar-10-jpeg.tar.xz``), skipping the test when it is absent.
 """
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
 import pytest
 import torch
 
-__all__ = ["publish_tiny_model", "one_torch_thread"]
+__all__ = ["CIFAR10_ARCHIVE", "extract_cifar10_test", "publish_tiny_model", "one_torch_thread"]
+
+CIFAR10_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar-10-jpeg.tar.xz"
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +74,28 @@ def publish_tiny_model(
     card = f"# Tiny test model ({arch}, {spec.title})\n\nRandom weights, for tests only.\n"
     return save_pretrained(model.state_dict(), folder, model_config(model), dtype=dtype,
                            extra_files={"README.md": card})
+
+
+def extract_cifar10_test(dest: Union[str, Path], limit: Optional[int] = None) -> Path:
+    """Unpack the first ``limit`` (default: all) CIFAR-10 test JPEGs into ``dest``.
+
+    Returns the data set folder, laid out as ``train.data`` reads it: ``test/<class>/*.jpg``
+    and an empty ``train/``. The archive lists the test split first, so only that part is
+    read. Skips the calling test when the archive is absent.
+    """
+    if not CIFAR10_ARCHIVE.is_file():
+        pytest.skip(f"the CIFAR-10 JPEG archive is absent ({CIFAR10_ARCHIVE})")
+    root = Path(dest)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    count = 0
+    with tarfile.open(CIFAR10_ARCHIVE, "r:xz") as archive:  # streamed member by member
+        for member in archive:
+            parts = Path(member.name).parts
+            if "train" in parts or (limit is not None and count >= limit):
+                break
+            if member.isfile() and len(parts) >= 3 and parts[-3] == "test":
+                target = root / "test" / parts[-2] / parts[-1]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.extractfile(member).read())
+                count += 1
+    return root

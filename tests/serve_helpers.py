@@ -126,26 +126,12 @@ def sample(text: str, name: str, **labels: str) -> float:
 @contextlib.contextmanager
 def serving(args: Sequence[str], log_path: Path, env: Optional[Dict[str, str]] = None,
             timeout: float = 300) -> Iterator[str]:
-    """A real ``python -m serve ARGS`` on a free 127.0.0.1 port; yields its URL once healthy,
-    stops it after, and fails the test if it logged a traceback."""
-    import pytest
-
+    """``benchmarks._common.running_server`` with this environment minus FROSSL_SERVE_* (plus
+    ``env``), quiet logs, and a check that the server logged no traceback."""
     from benchmarks import _common
 
-    port = _common.free_port()
-    full_env = dict(_common.server_env(), **(env or {}))
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "serve", *args, "--port", str(port),
-                                 "--log-level", "warning"], cwd=REPO, env=full_env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _common.wait_healthy(proc, url, timeout=timeout, log_path=log_path, poll_s=0.1)
-        except RuntimeError as exc:
-            pytest.fail(str(exc))
+    with _common.running_server([*args, "--log-level", "warning"],
+                                dict(_common.server_env(), **(env or {})), log_path,
+                                timeout=timeout, poll_s=0.1) as url:
         yield url
-    finally:
-        _common.stop_server(proc, grace_s=15, group=True)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
-

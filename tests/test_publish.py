@@ -127,6 +127,20 @@ def test_float16_publish_reports_numbers_measured_with_the_float16_weights(run, 
     assert "float16 weights as published" in (out / "README.md").read_text()
 
 
+def test_publish_gallery_ships_test_images_of_the_run_listed_in_sha256sums(run, tmp_path):
+    from frossl_hub.gallery import read_gallery
+    from train.data import load_arrays
+    from train.publish import main as publish_main
+
+    out = tmp_path / "with-gallery"
+    assert publish_main([str(run), "--out", str(out), "--gallery", "12"]) == 0
+    gallery = read_gallery(out)  # verified against SHA256SUMS
+    test = load_arrays("fashion-mnist", run.parent / "data", "test")
+    assert len(gallery) == 12 and gallery.split == "test"
+    assert torch.equal(gallery.images, test.images[gallery.source_index])
+    assert frossl_hub.verify(out)
+
+
 def test_publishing_over_an_existing_folder_needs_overwrite_and_leaves_it_intact(run):
     folder = run / "published"
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}

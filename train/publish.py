@@ -18,12 +18,15 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import yaml
 
-from frossl_hub.catalog import CATALOG, SMALL_STEM_ARCH
+from frossl_hub.catalog import CATALOG
+from frossl_hub.gallery import save_gallery
 from frossl_hub.hub import DTYPES, model_config, push_to_hub, save_pretrained
 from frossl_hub.models import pretrained_cfg_for
+from frossl_hub.stems import get_stem
 from frossl_hub.specs import get_dataset_spec
 
 from .checkpoint import CheckpointError
+from .gallery import build_gallery
 from .linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run
 from .plot import plot_run, read_metrics
 from .recipes import Recipe, get_recipe
@@ -95,7 +98,6 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Dict[
         }],
     }
     paper = get_recipe(recipe.dataset)
-    small = recipe.architecture == SMALL_STEM_ARCH
     done = float(linear.get("epoch", 0.0))
     fraction = done / paper.epochs if paper.epochs else 0
     budget_note = (f"This run covers {done:.2f} of the paper's {paper.epochs:g} epochs "
@@ -105,12 +107,14 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Dict[
     random = linear.get("random_init")
     limitations = [
         f"- Pretrained on {spec.title} only; features transfer best to images like it "
-        f"({spec.image_size}×{spec.image_size}, {'greyscale' if spec.in_chans == 1 else 'colour'}).",
+        f"({spec.image_size}×{spec.image_size}, {'greyscale' if spec.in_chans == 1 else 'colour'})"
+        + (f", trained and served at {recipe.crop_size}×{recipe.crop_size}." if recipe.crop_size != spec.image_size else "."),
         f"- {budget_note}",
         "- The linear-probe head is fitted on the official train split and reported on the "
         f"{spec.eval_split} split; hyper-parameters were chosen on a held-out tenth of train.",
         "- Not evaluated for robustness, fairness or out-of-distribution inputs.",
     ]
+    input_cfg = pretrained_cfg_for(spec, recipe.architecture, recipe.crop_size)
     values = {
         "front_matter": yaml.safe_dump(front, sort_keys=False, allow_unicode=True).strip(),
         "name": name,
@@ -129,7 +133,7 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Dict[
                            if linear.get("protocol") == "fast" else "the paper's 100-epoch protocol"),
         "online_top1": _pct(last_eval.get("online_top1")),
         "architecture": recipe.architecture,
-        "stem": "3×3 stride-1 conv1, no max-pool" if small else "timm resnet18 stem: 7×7 stride-2 conv1 + max-pool",
+        "stem": get_stem(recipe.architecture).description,
         "num_views": recipe.num_views,
         "invariance_weight": recipe.invariance_weight,
         "projector": " → ".join(str(d) for d in (recipe.projector_dims or (2048, 2048, 1024))),
@@ -151,11 +155,11 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Dict[
         "paper_command": recipe_command(paper),
         "paper_epochs": f"{paper.epochs:g}",
         "budget_note": budget_note,
-        "input_size": tuple([spec.in_chans, spec.image_size, spec.image_size]),
+        "input_size": tuple([spec.in_chans, recipe.crop_size, recipe.crop_size]),
         "mean": tuple(spec.mean),
         "std": tuple(spec.std),
-        "interpolation": pretrained_cfg_for(spec)["interpolation"],
-        "crop_pct": pretrained_cfg_for(spec)["crop_pct"],
+        "interpolation": input_cfg["interpolation"],
+        "crop_pct": input_cfg["crop_pct"],
         "limitations": "\n".join(limitations),
     }
     if not CARD_TEMPLATE.is_file():
@@ -192,8 +196,10 @@ def _measure_published(backbone: torch.nn.Module, head: Dict[str, torch.Tensor],
 
 def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32",
                 overwrite: bool = False, name: Optional[str] = None,
-                push_to: Optional[str] = None, device: str = "cpu") -> Path:
+                push_to: Optional[str] = None, device: str = "cpu", gallery: int = 0) -> Path:
     """Write RUN_DIR's published folder (default RUN_DIR/published); returns its path.
+
+    ``gallery`` > 0 also saves that many class-balanced test images (``train.gallery``).
 
     Raises:
         CheckpointError: the run lacks its checkpoint or linear-probe results.
@@ -224,7 +230,8 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
 
     classes = config.get("classes") or list(spec.label_names or [])
     model = timm.create_model(recipe.architecture, num_classes=spec.num_classes, in_chans=spec.in_chans,
-                              pretrained_cfg_overlay=pretrained_cfg_for(spec, label_names=classes))
+                              pretrained_cfg_overlay=pretrained_cfg_for(spec, recipe.architecture, recipe.crop_size,
+                                                                        label_names=classes))
     state = {k: v.cpu() for k, v in backbone.state_dict().items()}
     state.update({k: v.cpu() for k, v in head.items()})
     model.load_state_dict(state)
@@ -243,12 +250,15 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
                                       "hardware": config.get("hardware")})
     card = render_card(name, recipe, config, linear, metrics, dtype, measured,
                        entry.hf_hub_id if entry else None)
+    images = build_gallery(recipe.dataset, gallery, data_dir, cache_dir) if gallery else None
     with tempfile.TemporaryDirectory() as tmp:
         plots = plot_run(run_dir, Path(tmp) / "plots", title=name)
         extras: Dict[str, Any] = {"README.md": card, "metrics.json": json.dumps(
             {"linear": {k: v for k, v in linear.items()}, "published": summary}, indent=2) + "\n"}
         extras.update({f"plots/{p.name}": p for p in plots})
         save_pretrained(model.state_dict(), out, cfg, dtype=dtype, extra_files=extras, overwrite=overwrite)
+    if images is not None:
+        save_gallery(images, out)
     if push_to:
         print(push_to_hub(out, push_to))
     return out
@@ -274,10 +284,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--push-to", default=None, metavar="ORG/NAME", help="also upload to the HF Hub")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--gallery", type=int, default=0, metavar="N",
+                        help="also ship N class-balanced test images for nearest neighbours (0: none)")
     args = parser.parse_args(argv)
     try:
         folder = publish_run(args.run_dir, args.out, args.dtype, args.overwrite, args.name, args.push_to,
-                             args.device)
+                             args.device, args.gallery)
     except (CheckpointError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -51,7 +51,7 @@
 #   RESULTS [benchmarks/convergence, benchmarks/convergence/DATASET for other data sets]
 #   ONLY [all]         space-separated subset of: frossl simclr barlow vicreg frossl-4views
 #                      frossl-8views
-#   CALIBRATE_STEPS [12] steps timed alone (after 4 warm-up steps) for the stems and recipe
+#   CALIBRATE_STEPS [12] steps (a multiple of 4) timed alone (after 4 warm-up steps) for the stems and recipe
 #                      presets; the measured images/s is kept in RUN/calibration.json.
 #   ALLOW_BUSY [0]     1: start even when another `python -m train` is running (the minutes
 #                      and images/s are then not comparable).
@@ -75,6 +75,7 @@ ALLOW_BUSY=${ALLOW_BUSY:-0}
 DRY_RUN=${DRY_RUN:-0}
 PRESET=${PRESET:-methods}
 CALIBRATE_STEPS=${CALIBRATE_STEPS:-12}
+(( CALIBRATE_STEPS % 4 == 0 && CALIBRATE_STEPS > 0 )) || { echo "error: CALIBRATE_STEPS must be a positive multiple of 4" >&2; exit 2; }
 case $PRESET in
   methods) suffix="" ;;
   stems|recipe) suffix="-$PRESET" ;;
@@ -183,20 +184,16 @@ selected() {
 calibrate() {  # name extra-args...: prints the run's images/s, measured alone for CALIBRATE_STEPS steps
   local name=$1 dir=$RUNS_ROOT/.calibrate-$1 steps=$((CALIBRATE_STEPS + 4))
   shift
-  if [[ $DRY_RUN == 1 ]]; then
-    run /dev/null "$PY" -m train --dataset "$DATASET" "${data_args[@]}" --out "$dir" --method frossl \
-      --batch-size "$BATCH_SIZE" "$@" --epochs 1 --max-steps "$steps" --log-every-steps 4 \
-      --knn-train-limit 500 --eval-test-limit 200 --device "$DEVICE" "${thread_args[@]}" --no-probe --no-progress >&2
-    echo 100
-    return
-  fi
-  rm -rf "$dir"
-  check_idle
+  [[ $DRY_RUN == 1 ]] || { rm -rf "$dir"; check_idle; }
   run "$RUNS_ROOT/.calibrate.log" "$PY" -m train --dataset "$DATASET" "${data_args[@]}" --out "$dir" \
-    --method frossl --batch-size "$BATCH_SIZE" "$@" --epochs 1 --max-steps "$steps" --log-every-steps "$CALIBRATE_STEPS" \
-    --knn-train-limit 500 --eval-test-limit 200 --device "$DEVICE" "${thread_args[@]}" --no-probe --no-progress
-  # the last train record times steps 5..N (the first 4 warm the allocator and caches)
-  "$PY" -c 'import json, sys; print([r for r in map(json.loads, open(sys.argv[1])) if r["kind"] == "train"][-1]["images_per_s"])' "$dir/metrics.jsonl"
+    --method frossl --batch-size "$BATCH_SIZE" "$@" --epochs 1 --max-steps "$steps" --log-every-steps 4 \
+    --knn-train-limit 500 --eval-test-limit 200 --device "$DEVICE" "${thread_args[@]}" --no-probe --no-progress >&2
+  [[ $DRY_RUN == 1 ]] && { echo 100; return; }  # the plan only: a stand-in throughput
+  # images/s over steps 5..N: every 4-step window after the first (which warms allocator and
+  # caches) takes 4 * batch / ips_i seconds, so the whole span runs at their harmonic mean
+  "$PY" -c 'import json, sys
+ips = [r["images_per_s"] for r in map(json.loads, open(sys.argv[1])) if r["kind"] == "train" and r["step"] > 4]
+print(round(len(ips) / sum(1 / x for x in ips), 1))' "$dir/metrics.jsonl"
   rm -rf "$dir"
 }
 

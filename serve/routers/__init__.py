@@ -1,4 +1,5 @@
 """One APIRouter per resource; serve.app includes them all."""
-from . import embeddings, health, metrics, models, predictions
+from . import cards, embeddings, health, metrics, models, neighbours, page, predictions
 
-__all__ = ["embeddings", "health", "metrics", "models", "predictions"]
+__all__ = ["cards", "embeddings", "health", "metrics", "models", "neighbours", "page",
+           "predictions"]
