@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -30,13 +31,19 @@ STAGES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (  # (stage, frame substrings)
 )
 
 
+def _executable() -> Optional[str]:
+    """py-spy next to this Python (a venv's bin/, often not on PATH), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.is_file() else shutil.which("py-spy")
+
+
 def available() -> bool:
-    return shutil.which("py-spy") is not None
+    return _executable() is not None
 
 
 def record(pid: int, seconds: float, out: Path, rate: int = 100) -> subprocess.Popen:
     """Start sampling ``pid`` (and its subprocesses) for ``seconds``; wait on the returned process."""
-    cmd = ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+    cmd = [str(_executable()), "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
            "--rate", str(rate), "--format", "raw", "--subprocesses", "--nonblocking",
            "--output", str(out)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

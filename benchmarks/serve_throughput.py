@@ -226,17 +226,23 @@ def print_servers(cells: Sequence[Cell]) -> None:
     rows = []
     for c in cells:
         load = c.load
+        timed = load.requests > 0 and load.p50_s > 0  # no answer within the cell: no latency
         rows.append((c.server, c.images, c.connections, f"{load.requests_per_s:.1f}", f"{c.images_per_s:.1f}",
-                     f"{1e3 * load.p50_s:.1f}", f"{1e3 * load.p99_s:.1f}", f"{load.p99_s / load.p50_s:.2f}",
-                     load.errors, f"{c.mean_batch:.1f}" if c.mean_batch else "-",
+                     f"{1e3 * load.p50_s:.1f}" if timed else "-", f"{1e3 * load.p99_s:.1f}" if timed else "-",
+                     f"{load.p99_s / load.p50_s:.2f}" if timed else "-", load.errors,
+                     f"{c.mean_batch:.1f}" if c.mean_batch else "-",
                      f"{100 * c.forward_share:.0f}%" if c.forward_share is not None else "-"))
     print(_common.table(["server", "img/req", "conns", "req/s", "img/s", "p50 ms", "p99 ms", "p99/p50",
                          "errors", "img/forward", "in forward"], rows))
 
 
 def print_ratios(cells: Sequence[Cell], raw: Dict[str, List[Tuple[int, float]]], top: int) -> None:
-    def ratio(name: str, a: Optional[float], b: Optional[float], goal: float, at_most: bool = False) -> None:
+    def ratio(name: str, a: Optional[float], b: Optional[float], goal: Optional[float],
+              at_most: bool = False) -> None:
         value = a / b if a is not None and b else None
+        if goal is None:
+            print(f"{name} = " + (f"{value:.2f}" if value is not None else "n/a") + "  (no goal)")
+            return
         ok = None if value is None else (value <= goal if at_most else value >= goal)
         print(_common.fmt_ratio(name, value, f"{'<=' if at_most else '>='} {goal:g}", ok))
 
@@ -244,8 +250,11 @@ def print_ratios(cells: Sequence[Cell], raw: Dict[str, List[Tuple[int, float]]],
     ratio(f"ours / LitServe requests/s, {top} connections, 1 image", ours and ours.load.requests_per_s,
           lit and lit.load.requests_per_s, REQUEST_GOAL)
     plain = _find(cells, "fastapi", 1, top)
-    ratio(f"ours / plain FastAPI requests/s, {top} connections, 1 image (no goal)",
-          ours and ours.load.requests_per_s, plain and plain.load.requests_per_s, 1.0)
+    ratio(f"ours / plain FastAPI requests/s, {top} connections, 1 image",
+          ours and ours.load.requests_per_s, plain and plain.load.requests_per_s, None)
+    ours_torch = _find(cells, "ours-torch", 1, top)
+    ratio(f"ours with the torch backend / LitServe requests/s, {top} connections, 1 image",
+          ours_torch and ours_torch.load.requests_per_s, lit and lit.load.requests_per_s, None)
     bulk = _find(cells, "ours", 32)
     best_ort = max((ips for _, ips in raw.get("onnxruntime", [])), default=None)
     ratio("ours images/s with 32 images per request / raw ONNX Runtime forward",
