@@ -197,6 +197,19 @@ def test_embeddings_accept_data_urls(client: TestClient, tiny_model: torch.nn.Mo
                                atol=1e-5, rtol=1e-5)
 
 
+def test_embeddings_accept_wrapped_and_url_safe_base64(client: TestClient,
+                                                       tiny_model: torch.nn.Module) -> None:
+    import base64
+
+    blob = png(32)
+    plain = base64.b64encode(blob).decode()
+    wrapped = "\n".join(plain[i:i + 76] for i in range(0, len(plain), 76))
+    url_safe = base64.urlsafe_b64encode(blob).decode()
+    response = client.post("/v1/embeddings", json={"images": [wrapped, url_safe]})
+    torch.testing.assert_close(embeddings_of(response), reference(tiny_model, [blob, blob]),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_embeddings_normalize(client: TestClient, tiny_model: torch.nn.Module) -> None:
     blobs = [png(6)]
     response = client.post("/v1/embeddings", files=files(*blobs), data={"normalize": "true"})
