@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -22,17 +23,12 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402  (after the sys.path fix above)
 
+from frossl_hub.backends import available_cores  # noqa: E402
+
 __all__ = ["REPO", "available_cores", "machine_lines", "print_header", "sync", "timed",
-           "table", "fmt_ratio", "free_port", "wait_healthy", "stop_server", "running_server",
+           "table", "fmt_ratio", "free_port", "server_env", "wait_healthy", "stop_server",
+           "running_server",
            "publish_tiny_model"]
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (affinity), else the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _cpu_model() -> str:
@@ -119,9 +115,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_env() -> Dict[str, str]:
+    """This environment without FROSSL_SERVE_* / the API key (only the flags given count), offline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FROSSL_SERVE_") and k != "FROSSL_API_KEY"}
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
 def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, log_path: Path,
-                 poll_s: float = 0.2) -> None:
-    """Poll ``url``/healthz until it answers 200. RuntimeError with the end of the server's log
+                 poll_s: float = 0.2, path: str = "/healthz") -> None:
+    """Poll ``url + path`` until it answers 200. RuntimeError with the end of the server's log
     when the process exits first or ``timeout`` seconds pass."""
     import httpx
 
@@ -130,7 +133,7 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, log_path: Pat
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+            if httpx.get(url + path, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -139,32 +142,44 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, log_path: Pat
         time.sleep(poll_s)
 
 
-def stop_server(proc: subprocess.Popen, grace_s: float = 20) -> None:
-    """SIGTERM (uvicorn's graceful shutdown), then SIGKILL after ``grace_s`` seconds."""
+def stop_server(proc: subprocess.Popen, grace_s: float = 20, group: bool = False) -> None:
+    """SIGTERM (uvicorn's graceful shutdown), then SIGKILL after ``grace_s`` seconds.
+
+    ``group``: the server was started with ``start_new_session=True`` and may have children
+    (LitServe's workers, uvicorn's): signal its whole process group, leaving nothing behind.
+    """
+    def signal_it(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+
     if proc.poll() is None:
-        proc.terminate()
+        signal_it(signal.SIGTERM)
         try:
             proc.wait(grace_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            signal_it(signal.SIGKILL)
             proc.wait()
+    if group:  # children outlive a leader that exited first
+        signal_it(signal.SIGKILL)
 
 
 @contextlib.contextmanager
 def running_server(args: Sequence[str], env: Mapping[str, str], log_path: Path,
                    timeout: float = 90, poll_s: float = 0.2) -> Iterator[str]:
     """``python -m serve ARGS --port FREE`` on 127.0.0.1: yields its URL once /healthz is 200,
-    stops it on exit. RuntimeError with the end of its log if it never gets healthy."""
+    stops it (and any worker processes) on exit. RuntimeError with the end of its log if it
+    never gets healthy."""
     port = free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "serve", *args, "--port", str(port)],
-                                cwd=REPO, env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+                                cwd=REPO, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(proc, url, timeout, log_path, poll_s)
         yield url
     finally:
-        stop_server(proc, grace_s=15)
+        stop_server(proc, grace_s=15, group=True)
 
 
 def publish_tiny_model(folder: Path, dataset: str = "cifar10", seed: int = 0) -> Path:

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from frossl_hub.cli import build_parser as cli_parser
-from frossl_hub.embed_folder import _collate, _Images, embed_folder, list_images
+from frossl_hub.embed_folder import ImageFiles, collate_list, embed_folder, list_images
 
 DEFAULT_SOURCE = _common.REPO / ".data" / "cifar-10-jpeg" / "test"
 
@@ -90,9 +90,10 @@ def make_folder(target: Path, count: int, source: Path, size: int) -> str:
     return f"{count} SYNTHETIC {size}x{size} JPEGs ({source} not found)"
 
 
-def time_embed(model: torch.nn.Module, folder: Path, out: Path, batch_size: int, workers: int) -> float:
+def time_embed(model: torch.nn.Module, folder: Path, out: Path, batch_size: int, workers: int,
+               backend: str) -> float:
     start = time.perf_counter()
-    _rows, skipped = embed_folder(model, folder, out, batch_size, workers, progress=False)
+    _rows, skipped = embed_folder(model, folder, out, batch_size, workers, progress=False, backend=backend)
     elapsed = time.perf_counter() - start
     if skipped:
         raise RuntimeError(f"{len(skipped)} images could not be read, e.g. {skipped[0]}")
@@ -101,32 +102,32 @@ def time_embed(model: torch.nn.Module, folder: Path, out: Path, batch_size: int,
 
 def decode_all(model: torch.nn.Module, folder: Path, batch_size: int, workers: int
                ) -> Tuple[float, List[torch.Tensor]]:
-    """Seconds to decode + preprocess every image as embed_folder does, and the batches."""
-    from frossl_hub.inference import get_transform
+    """Seconds to decode + preprocess every image as embed_folder does (uint8 per image in the
+    workers, one normalisation per batch), and the batches."""
+    from frossl_hub.inference import BatchTransform
 
     files = list_images(folder)
+    transform = BatchTransform(model)
     start = time.perf_counter()
-    loader = torch.utils.data.DataLoader(_Images(files, get_transform(model)), batch_size=batch_size,
-                                         num_workers=workers, collate_fn=_collate)
-    batches = [torch.stack([t for _, t, _ in batch]) for batch in loader]
+    loader = torch.utils.data.DataLoader(ImageFiles(files, transform.to_uint8), batch_size=batch_size,
+                                         num_workers=workers, collate_fn=collate_list)
+    batches = [transform.normalize(torch.stack([t for _, t, _ in batch])) for batch in loader]
     return time.perf_counter() - start, batches
 
 
-def time_forward(model: torch.nn.Module, batches: Sequence[torch.Tensor]) -> float:
-    """Seconds of embed_folder's forward passes alone over pre-decoded batches."""
-    param = next(model.parameters())
+def time_forward(model: torch.nn.Module, batches: Sequence[torch.Tensor], backend: str) -> float:
+    """Seconds of embed_folder's forward passes alone (same backend) over pre-decoded batches."""
+    from frossl_hub.backends import make_runner
 
-    def run(x: torch.Tensor) -> None:
-        x = x.to(param.device, param.dtype)
-        model.forward_head(model.forward_features(x), pre_logits=True).float().cpu().numpy()
-
+    run = make_runner(model, backend)
+    device = next(model.parameters()).device
     with torch.inference_mode():
         run(batches[0])  # warm-up
-        _common.sync(param.device)
+        _common.sync(device)
         start = time.perf_counter()
         for x in batches:
             run(x)
-        _common.sync(param.device)
+        _common.sync(device)
     return time.perf_counter() - start
 
 
@@ -145,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"as the CLI's --workers (default {defaults.workers})")
     parser.add_argument("--device", default=None, help="as the CLI's --device (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, as the CLI)")
+    parser.add_argument("--backend", default=defaults.backend, choices=["auto", "torch", "onnxruntime"],
+                        help=f"as the CLI's --backend (default {defaults.backend})")
     return parser
 
 
@@ -167,20 +170,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"model: {'random-init ' + args.dataset + ' shape, ' if args.model is None else ''}"
               f"{model.pretrained_cfg.get('architecture', type(model).__name__)}, input {size} px, on {device}")
         print(f"embed: frossl_hub.embed_folder.embed_folder in-process (the CLI's code path, model load not timed), "
-              f"batch {args.batch_size}, {args.workers} DataLoader workers")
+              f"batch {args.batch_size}, {args.workers} DataLoader workers, backend {args.backend}")
         if args.workers > _common.available_cores():  # torch warns on every loader; say it once
             warnings.filterwarnings("ignore", message="This DataLoader will create")
             print(f"note: {args.workers} workers on {_common.available_cores()} available cores")
         print()
 
         print("  warm-up ...", file=sys.stderr, flush=True)
-        time_embed(model, root / "warmup", root / "warmup.npy", args.batch_size, args.workers)
+        time_embed(model, root / "warmup", root / "warmup.npy", args.batch_size, args.workers, args.backend)
         print("  embed_folder ...", file=sys.stderr, flush=True)
-        t_embed = time_embed(model, root / "images", root / "emb.npy", args.batch_size, args.workers)
+        t_embed = time_embed(model, root / "images", root / "emb.npy", args.batch_size, args.workers, args.backend)
         print("  decode + preprocess alone ...", file=sys.stderr, flush=True)
         t_decode, batches = decode_all(model, root / "images", args.batch_size, args.workers)
         print("  raw forward ...", file=sys.stderr, flush=True)
-        t_raw = time_forward(model, batches)
+        t_raw = time_forward(model, batches, args.backend)
 
     n = args.images
     embed_ips, decode_ips, raw_ips = n / t_embed, n / t_decode, n / t_raw

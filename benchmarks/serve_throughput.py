@@ -1,41 +1,37 @@
-"""HTTP service throughput and latency against the raw batched forward of the same model.
+"""``python -m serve`` against LitServe and a plain FastAPI endpoint, and the raw forward, in one run.
 
-In one run:
+1. raw: the model's forward pass (pooled embeddings + probe logits, as the service runs it)
+   on pre-made float batches, by eager PyTorch and by ONNX Runtime, at each batch size of
+   ``--raw-batches``; each backend's best images/s counts. Same intra-op threads as the servers.
+2. servers, one after the other, each warmed up, all given the same JSON body
+   (``{"images": [base64 PNG, ...]}`` of the model's input size) and the same threads:
+   ``ours`` (``python -m serve``, default backend: ONNX Runtime on the CPU), ``ours-torch``
+   (``--backend torch``), ``litserve`` (``LitAPI`` with batch/unbatch, ``max_batch_size=32``)
+   and ``fastapi`` (one eager forward per request, no batching). Load: ``wrk -t1`` with a Lua
+   script POSTing the body (``benchmarks/wrk_post.lua``) when wrk is installed, else a Python
+   client; at each of ``--connections`` with each of ``--images`` per request.
+   Columns: requests/s, images/s, p50, p99. For ``ours`` also, from /metrics, the mean
+   images per forward pass and the share of wall time spent in forward passes.
 
-1. raw: the served model's forward exactly as the service runs it (pooled embeddings +
-   probe logits, ``torch.inference_mode``, copied back to the CPU) on pre-made input
-   tensors, at each batch size of ``--raw-batches`` (1..256); the best images/s counts.
-   Same torch thread count as the server (``serve.registry.torch_threads_for``).
-2. service: the real ``python -m serve`` in a subprocess on 127.0.0.1 (a free port), and
-   1, 8, 32, 64 concurrent clients (asyncio + httpx, one keep-alive connection each) each
-   posting one PNG of the model's input size per request to ``/v1/embeddings``, a bounded
-   number of requests (``--requests``) within a bounded time (``--seconds``) per level.
-   Images/s, p50 and p99 latency per level; from the server's /metrics: mean images per
-   forward pass and the share of wall time spent in forward passes.
-
-Printed with their goals: service / raw at saturation (the best level) >= 0.8, and
-p99 / p50 at the most clients (64) <= 3. The clients run on the same machine and take
-CPU from the server; on a small CPU that lowers the service's numbers (said in the output).
+Printed against the goals of issue 22: ours >= 2x LitServe requests/s at 64 connections with
+one image per request; with 32 images per request >= 0.6 of the raw ONNX Runtime forward;
+p99/p50 <= 3 at 64 connections; ONNX Runtime forward >= 2x eager PyTorch at batch 1 and 32.
+A peer that is not installed (``pip install litserve``) is skipped with a line saying so.
 
 Without ``--model`` a randomly initialised model of ``--dataset``'s shape (default CIFAR-10,
-``frossl_resnet18_cifar``, 32 px) is published into a temporary folder: speed does not
-depend on the weights. The server is always stopped at the end.
+32 px) is published into a temporary folder: speed does not depend on the weights.
 
 Examples::
 
-    python benchmarks/serve_throughput.py
-    python benchmarks/serve_throughput.py --model runs/c10/published --server-args "--max-batch-size 64"
-    python benchmarks/serve_throughput.py --clients 1,2 --requests 4 --raw-batches 1,2 --raw-seconds 0.1 \
-        --server-args "--torch-threads 1"  # smoke
+    python benchmarks/serve_throughput.py                      # everything (about 5 minutes)
+    python benchmarks/serve_throughput.py --servers ours --connections 1,2 --images 1 --seconds 1 \\
+        --raw-batches 1,2 --raw-seconds 0.1 --threads 1       # smoke
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
-import io
-import os
+import importlib.util
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -46,151 +42,116 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 try:  # `python benchmarks/NAME.py` puts this folder on sys.path; `python -m benchmarks.NAME` does not
     import _common
+    import load_client
+    import pyspy
 except ImportError:
-    from benchmarks import _common
+    from benchmarks import _common, load_client, pyspy
 import numpy as np
 import torch
 
-SERVICE_GOAL = 0.8  # service / raw images/s at saturation
-TAIL_GOAL = 3.0  # p99 / p50 latency at the most clients
+REQUEST_GOAL = 2.0  # ours / LitServe requests/s at 64 connections, 1 image per request
+BULK_GOAL = 0.6  # ours images/s with 32 images per request / the raw ONNX Runtime forward
+TAIL_GOAL = 3.0  # p99 / p50 at 64 connections
+BACKEND_GOAL = 2.0  # ONNX Runtime / eager PyTorch forward at batch 1 and 32
 HOST = "127.0.0.1"
+PEERS = _common.REPO / "benchmarks" / "peers"
+
+
+@dataclass(frozen=True)
+class Server:
+    """How to start one server and where it answers."""
+
+    name: str
+    command: Callable[[Path, int, int], List[str]]  # (model, port, threads) -> argv
+    health: str
+    predict: str
+    needs: Optional[str] = None  # a module that must be importable
+
+
+def _ours(backend: str) -> Callable[[Path, int, int], List[str]]:
+    return lambda model, port, threads: [
+        sys.executable, "-m", "serve", "--model", str(model), "--port", str(port), "--host", HOST,
+        "--log-level", "warning", "--threads", str(threads), "--backend", backend]
+
+
+def _peer(script: str) -> Callable[[Path, int, int], List[str]]:
+    return lambda model, port, threads: [
+        sys.executable, str(PEERS / script), "--model", str(model), "--port", str(port),
+        "--threads", str(threads)]
+
+
+SERVERS = {server.name: server for server in (
+    Server("ours", _ours("auto"), "/healthz", "/v1/predictions"),
+    Server("ours-torch", _ours("torch"), "/healthz", "/v1/predictions"),
+    Server("litserve", _peer("litserve_server.py"), "/health", "/predict", needs="litserve"),
+    Server("fastapi", _peer("fastapi_server.py"), "/healthz", "/predict"),
+)}
+
+
+@dataclass
+class Cell:
+    server: str
+    images: int  # per request
+    connections: int
+    load: load_client.LoadResult
+    mean_batch: Optional[float] = None
+    forward_share: Optional[float] = None
+    profile: Optional[List[Tuple[str, int, float]]] = None  # py-spy: (stage, samples, share)
+
+    @property
+    def images_per_s(self) -> float:
+        return self.load.requests_per_s * self.images
 
 
 # ---------------------------------------------------------------------------------------------
 # raw forward
 
 
-def forward_like_service(model: torch.nn.Module) -> Callable[[torch.Tensor], None]:
-    """``serve.registry.ModelHandle.forward``: one backbone pass, embeddings + logits to the CPU."""
-    param = next(model.parameters())
-    has_head = int(getattr(model, "num_classes", 0) or 0) > 0
-
-    def run(batch: torch.Tensor) -> None:
-        with torch.inference_mode():
-            x = batch.to(param.device, param.dtype, non_blocking=True)
-            features = model.forward_head(model.forward_features(x), pre_logits=True)
-            if has_head:
-                model.get_classifier()(features).float().cpu()
-            features.float().cpu()
-    return run
-
-
-def raw_throughput(model: torch.nn.Module, input_size: Sequence[int], batches: Sequence[int],
+def raw_throughput(model: torch.nn.Module, backend: str, threads: int, batches: Sequence[int],
                    seconds: float) -> List[Tuple[int, float]]:
-    """(batch size, images/s) of the service's forward, each timed for about ``seconds``."""
-    forward = forward_like_service(model)
-    device = next(model.parameters()).device
+    """(batch size, images/s) of ``backend``'s forward pass, each timed for about ``seconds``."""
+    from frossl_hub.backends import make_runner
+
+    runner = make_runner(model, backend, threads)
     out = []
     for bs in batches:
-        print(f"  raw forward, batch {bs} ...", file=sys.stderr, flush=True)
-        x = torch.randn(bs, *input_size)
-        forward(x)  # warm-up
-        _common.sync(device)
+        print(f"  raw {backend} forward, batch {bs} ...", file=sys.stderr, flush=True)
+        x = torch.randn(bs, *model.pretrained_cfg["input_size"])
+        runner(x)  # warm-up
         count, start = 0, time.perf_counter()
         while count < 2 or time.perf_counter() - start < seconds:
-            forward(x)
+            runner(x)
             count += 1
-        _common.sync(device)
         out.append((bs, count * bs / (time.perf_counter() - start)))
     return out
 
 
 # ---------------------------------------------------------------------------------------------
-# server
+# servers
 
 
-def server_env() -> Dict[str, str]:
-    """This environment without FROSSL_SERVE_* / the API key: only the flags given count."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FROSSL_SERVE_") and k != "FROSSL_API_KEY"}
-    env["HF_HUB_OFFLINE"] = "1"
-    return env
+def write_bodies(folder: Path, counts: Sequence[int], input_size: Sequence[int]) -> Dict[int, Path]:
+    """One JSON body file per image count: the same 32 px PNGs, base64, for every server."""
+    import base64
+    import io
 
-
-def start_server(model: Path, port: int, extra: Sequence[str], log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "serve", "--model", str(model), "--port", str(port), "--host", HOST,
-           "--log-level", "warning", *extra]
-    print(f"server: python {' '.join(shlex.quote(c) for c in cmd[1:])}")
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(cmd, cwd=_common.REPO, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
-
-
-# ---------------------------------------------------------------------------------------------
-# clients
-
-
-def png_blobs(count: int, size: Tuple[int, int], channels: int, seed: int = 0) -> List[bytes]:
-    """Distinct PNGs of the model's input size (smooth gradients plus noise, like photos)."""
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
-    h, w = size
+    rng = np.random.default_rng(0)
+    channels, h, w = input_size
     yy, xx = np.mgrid[0:h, 0:w]
     blobs = []
-    for _ in range(count):
+    for _ in range(max(counts)):  # smooth gradients plus noise, like photos
         base = rng.uniform(0, 255, 3) + rng.uniform(-2, 2, 3) * xx[..., None] + rng.uniform(-2, 2, 3) * yy[..., None]
-        pixels = np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
-        image = Image.fromarray(pixels)
+        image = Image.fromarray(np.clip(base + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8))
         buf = io.BytesIO()
         (image.convert("L") if channels == 1 else image).save(buf, "PNG")
-        blobs.append(buf.getvalue())
-    return blobs
-
-
-@dataclass
-class Level:
-    clients: int
-    ok: int
-    errors: int
-    seconds: float
-    latencies: List[float]
-    mean_batch: Optional[float] = None
-    forward_share: Optional[float] = None
-
-    def images_per_s(self, per_request: int) -> float:
-        return self.ok * per_request / self.seconds if self.seconds > 0 else 0.0
-
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
-
-
-async def _load(url: str, route: str, blobs: List[bytes], clients: int, requests: int, seconds: float,
-                per_request: int) -> Tuple[int, int, float, List[float], str, str]:
-    """(ok, errors, seconds, latencies, /metrics before, /metrics after) of one level."""
-    import httpx
-
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    latencies: List[float] = []
-    counts = {"issued": 0, "ok": 0, "errors": 0}
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        async def post(i: int) -> bool:
-            files = [("file", (f"img{k}.png", blobs[(i + k) % len(blobs)], "image/png")) for k in range(per_request)]
-            response = await client.post(route, files=files)
-            return response.status_code == 200
-
-        await asyncio.gather(*[post(i) for i in range(clients)])  # warm-up: open every connection
-        before = (await client.get("/metrics")).text
-        start = time.perf_counter()
-        deadline = start + seconds
-
-        async def worker() -> None:
-            while counts["issued"] < requests and time.perf_counter() < deadline:
-                i = counts["issued"]
-                counts["issued"] += 1
-                t0 = time.perf_counter()
-                try:
-                    ok = await post(i)
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t0)
-                    counts["ok"] += 1
-                else:
-                    counts["errors"] += 1
-
-        await asyncio.gather(*[worker() for _ in range(clients)])
-        elapsed = time.perf_counter() - start
-        after = (await client.get("/metrics")).text
-    return counts["ok"], counts["errors"], elapsed, latencies, before, after
+        blobs.append(base64.b64encode(buf.getvalue()).decode("ascii"))
+    paths = {}
+    for count in counts:
+        paths[count] = folder / f"body-{count}.json"
+        paths[count].write_text('{"images": [' + ", ".join(f'"{b}"' for b in blobs[:count]) + "]}")
+    return paths
 
 
 def _metric_sum(text: str, name: str) -> float:
@@ -198,19 +159,112 @@ def _metric_sum(text: str, name: str) -> float:
     return sum(float(m.group(2)) for line in text.splitlines() if (m := pattern.match(line)))
 
 
-def run_level(url: str, args: argparse.Namespace, blobs: List[bytes], clients: int) -> Level:
-    print(f"  {clients} clients ...", file=sys.stderr, flush=True)
-    ok, errors, elapsed, latencies, before, after = asyncio.run(
-        _load(url, args.route, blobs, clients, args.requests, args.seconds, args.images_per_request))
-    level = Level(clients, ok, errors, elapsed, latencies)
-    batches = _metric_sum(after, "frossl_batch_size_count") - _metric_sum(before, "frossl_batch_size_count")
-    images = _metric_sum(after, "frossl_batch_size_sum") - _metric_sum(before, "frossl_batch_size_sum")
-    busy = (_metric_sum(after, "frossl_batch_duration_seconds_sum")
-            - _metric_sum(before, "frossl_batch_duration_seconds_sum"))
-    if batches > 0:
-        level.mean_batch = images / batches
-        level.forward_share = busy / elapsed if elapsed > 0 else None
-    return level
+def _forward_stats(url: str, before: str, seconds: float) -> Tuple[Optional[float], Optional[float]]:
+    import httpx
+
+    after = httpx.get(url + "/metrics", timeout=30).text
+    grew = {name: _metric_sum(after, name) - _metric_sum(before, name) for name in (
+        "frossl_batch_size_count", "frossl_batch_size_sum", "frossl_batch_duration_seconds_sum")}
+    if grew["frossl_batch_size_count"] <= 0:
+        return None, None
+    return (grew["frossl_batch_size_sum"] / grew["frossl_batch_size_count"],
+            grew["frossl_batch_duration_seconds_sum"] / seconds if seconds > 0 else None)
+
+
+def measure_server(server: Server, model: Path, args: argparse.Namespace, bodies: Dict[int, Path],
+                   log_path: Path) -> List[Cell]:
+    """Start ``server``, warm it up, run every (images, connections) cell, stop it."""
+    import httpx
+
+    port = _common.free_port()
+    url = f"http://{HOST}:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(server.command(model, port, args.threads), cwd=_common.REPO,
+                                env=_common.server_env(), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its own process group: stopped whole
+    cells = []
+    try:
+        _common.wait_healthy(proc, url, args.startup_timeout, log_path, path=server.health)
+        target = url + server.predict
+        print(f"  {server.name}: warm-up ...", file=sys.stderr, flush=True)
+        load_client.run_load(target, bodies[min(bodies)], 8, args.warmup_seconds, args.client)
+        for images in args.images:
+            for connections in args.connections:
+                print(f"  {server.name}: {images} images/request, {connections} connections ...",
+                      file=sys.stderr, flush=True)
+                before = httpx.get(url + "/metrics", timeout=30).text if server.name.startswith("ours") else ""
+                spy = None
+                if args.profile and server.name == "ours" and images == 1 and connections == max(args.connections):
+                    spy = pyspy.record(proc.pid, args.seconds - 1, log_path.with_suffix(".pyspy"))
+                result = load_client.run_load(target, bodies[images], connections, args.seconds, args.client)
+                cell = Cell(server.name, images, connections, result)
+                if spy is not None:
+                    spy.wait(timeout=args.seconds + 60)
+                    cell.profile = pyspy.summary(log_path.with_suffix(".pyspy"))
+                if before:
+                    cell.mean_batch, cell.forward_share = _forward_stats(url, before, result.seconds)
+                cells.append(cell)
+    finally:
+        _common.stop_server(proc, group=True)
+    if "Traceback" in log_path.read_text(errors="replace"):
+        print(f"warning: {server.name} logged a traceback:\n{log_path.read_text(errors='replace')[-3000:]}")
+    return cells
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def _find(cells: Sequence[Cell], server: str, images: int, connections: Optional[int] = None
+          ) -> Optional[Cell]:
+    chosen = [c for c in cells if c.server == server and c.images == images
+              and (connections is None or c.connections == connections)]
+    return max(chosen, key=lambda c: c.images_per_s) if chosen else None
+
+
+def print_servers(cells: Sequence[Cell]) -> None:
+    rows = []
+    for c in cells:
+        load = c.load
+        timed = load.requests > 0 and load.p50_s > 0  # no answer within the cell: no latency
+        rows.append((c.server, c.images, c.connections, f"{load.requests_per_s:.1f}", f"{c.images_per_s:.1f}",
+                     f"{1e3 * load.p50_s:.1f}" if timed else "-", f"{1e3 * load.p99_s:.1f}" if timed else "-",
+                     f"{load.p99_s / load.p50_s:.2f}" if timed else "-", load.errors,
+                     f"{c.mean_batch:.1f}" if c.mean_batch else "-",
+                     f"{100 * c.forward_share:.0f}%" if c.forward_share is not None else "-"))
+    print(_common.table(["server", "img/req", "conns", "req/s", "img/s", "p50 ms", "p99 ms", "p99/p50",
+                         "errors", "img/forward", "in forward"], rows))
+
+
+def print_ratios(cells: Sequence[Cell], raw: Dict[str, List[Tuple[int, float]]], top: int) -> None:
+    def ratio(name: str, a: Optional[float], b: Optional[float], goal: Optional[float],
+              at_most: bool = False) -> None:
+        value = a / b if a is not None and b else None
+        if goal is None:
+            print(f"{name} = " + (f"{value:.2f}" if value is not None else "n/a") + "  (no goal)")
+            return
+        ok = None if value is None else (value <= goal if at_most else value >= goal)
+        print(_common.fmt_ratio(name, value, f"{'<=' if at_most else '>='} {goal:g}", ok))
+
+    ours, lit = _find(cells, "ours", 1, top), _find(cells, "litserve", 1, top)
+    ratio(f"ours / LitServe requests/s, {top} connections, 1 image", ours and ours.load.requests_per_s,
+          lit and lit.load.requests_per_s, REQUEST_GOAL)
+    plain = _find(cells, "fastapi", 1, top)
+    ratio(f"ours / plain FastAPI requests/s, {top} connections, 1 image",
+          ours and ours.load.requests_per_s, plain and plain.load.requests_per_s, None)
+    ours_torch = _find(cells, "ours-torch", 1, top)
+    ratio(f"ours with the torch backend / LitServe requests/s, {top} connections, 1 image",
+          ours_torch and ours_torch.load.requests_per_s, lit and lit.load.requests_per_s, None)
+    bulk = _find(cells, "ours", 32)
+    best_ort = max((ips for _, ips in raw.get("onnxruntime", [])), default=None)
+    ratio("ours images/s with 32 images per request / raw ONNX Runtime forward",
+          bulk and bulk.images_per_s, best_ort, BULK_GOAL)
+    ratio(f"ours p99 / p50, {top} connections, 1 image", ours and ours.load.p99_s,
+          ours and ours.load.p50_s, TAIL_GOAL, at_most=True)
+    for bs in (1, 32):
+        speeds = {name: dict(rows).get(bs) for name, rows in raw.items()}
+        ratio(f"ONNX Runtime / PyTorch forward at batch {bs}", speeds.get("onnxruntime"), speeds.get("torch"),
+              BACKEND_GOAL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,94 +275,81 @@ def parse_ints(text: str) -> List[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="python -m serve images/s and latency under concurrent clients vs the raw batched forward.")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=None,
                         help="published model folder (default: a random-init model of --dataset in a temp folder)")
     parser.add_argument("--dataset", default="cifar10", help="shape of the random-init model (default cifar10)")
-    parser.add_argument("--clients", type=parse_ints, default=[1, 8, 32, 64], help="concurrency levels")
-    parser.add_argument("--requests", type=int, default=2000, help="most timed requests per level")
-    parser.add_argument("--seconds", type=float, default=60.0, help="most seconds per level")
-    parser.add_argument("--images-per-request", type=int, default=1)
-    parser.add_argument("--route", default="/v1/embeddings", choices=["/v1/embeddings", "/v1/predictions"])
-    parser.add_argument("--server-args", default="", help='extra `python -m serve` flags, e.g. "--max-batch-size 64"')
-    parser.add_argument("--raw-batches", type=parse_ints, default=[1, 2, 4, 8, 16, 32, 64, 128, 256])
-    parser.add_argument("--raw-seconds", type=float, default=3.0, help="seconds per raw batch size")
-    parser.add_argument("--startup-timeout", type=float, default=180.0)
+    parser.add_argument("--servers", default=",".join(SERVERS), help=f"some of {','.join(SERVERS)}")
+    parser.add_argument("--connections", type=parse_ints, default=[1, 8, 64])
+    parser.add_argument("--images", type=parse_ints, default=[1, 32], help="images per request")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds per cell")
+    parser.add_argument("--warmup-seconds", type=float, default=3.0)
+    parser.add_argument("--client", default="auto", choices=["auto", "wrk", "python"],
+                        help="load generator (auto: wrk when installed)")
+    parser.add_argument("--threads", type=int, default=_common.available_cores(),
+                        help="intra-op threads of every server and of the raw forward (default: all cores)")
+    parser.add_argument("--raw-batches", type=parse_ints, default=[1, 8, 32, 64, 128, 256])
+    parser.add_argument("--raw-seconds", type=float, default=2.0, help="seconds per raw batch size")
+    parser.add_argument("--startup-timeout", type=float, default=300.0)
+    parser.add_argument("--profile", action="store_true",
+                        help="sample ours with py-spy during its 1-image, most-connections cell")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import frossl_hub
-    from serve.config import parse_settings
-    from serve.registry import resolve_device, torch_threads_for
 
-    extra = shlex.split(args.server_args)
-    if any(a.split("=")[0] in ("--host", "--port", "--model") for a in extra):
-        print("error: --server-args may not set --host, --port or --model (127.0.0.1 only; use --model)",
-              file=sys.stderr)
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SERVERS]
+    if unknown:
+        print(f"error: unknown server(s) {unknown}; choose from {', '.join(SERVERS)}", file=sys.stderr)
         return 2
+    if args.profile and not pyspy.available():
+        print("error: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    _common.print_header("serve throughput: ours vs LitServe vs plain FastAPI", [Path(sys.executable).name] + sys.argv)
+    client = "wrk -t1 (C)" if args.client != "python" and load_client.has_wrk() else "python (httpx, asyncio)"
+    print(f"load generator: {client}; {args.seconds:g} s per cell after a {args.warmup_seconds:g} s warm-up; "
+          f"{args.threads} intra-op threads in every server")
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         model_path = args.model or _common.publish_tiny_model(Path(tmp) / "model", args.dataset)
-        settings = parse_settings(["--model", str(model_path), *extra], environ={})
-        torch.set_num_threads(torch_threads_for(settings))
-        device = resolve_device(settings.device)
-        _common.print_header("serve throughput", [Path(sys.executable).name] + sys.argv, device)
-        model = frossl_hub.load(model_path, device=device)
+        model = frossl_hub.load(model_path)
         input_size = [int(x) for x in model.pretrained_cfg["input_size"]]
         print(f"model: {'random-init ' + args.dataset + ' shape, ' if args.model is None else ''}"
-              f"{model.pretrained_cfg.get('architecture', type(model).__name__)}, input {input_size}, "
-              f"{model.num_classes} classes, on {device}; torch threads {torch.get_num_threads()} (as the server)")
-        print(f"clients: asyncio + httpx on this machine, {args.images_per_request} PNG per request to {args.route}, "
-              f"up to {args.requests} requests or {args.seconds:.0f} s per level")
-
-        raw = raw_throughput(model, input_size, args.raw_batches, args.raw_seconds)
-        best_bs, best_raw = max(raw, key=lambda r: r[1])
+              f"{model.pretrained_cfg.get('architecture')}, input {input_size}, {model.num_classes} classes")
+        raw = {backend: raw_throughput(model, backend, args.threads, args.raw_batches, args.raw_seconds)
+               for backend in ("torch", "onnxruntime")}
         del model
-        if device.type == "cuda":
-            torch.cuda.empty_cache()  # leave the GPU's memory to the server
-
-        blobs = png_blobs(64, (input_size[1], input_size[2]), input_size[0])
-        port = _common.free_port()
-        log_path = Path(tmp) / "server.log"
-        url = f"http://{HOST}:{port}"
-        proc = start_server(Path(model_path), port, extra, log_path)
-        print()
-        try:
-            _common.wait_healthy(proc, url, args.startup_timeout, log_path)
-            levels = [run_level(url, args, blobs, c) for c in args.clients]
-        finally:
-            _common.stop_server(proc)
-        log = log_path.read_text(errors="replace")
-        if "Traceback" in log:
-            print(f"warning: the server logged a traceback:\n{log[-3000:]}")
-
-    print(_common.table(["raw forward batch", "img/s"], [(bs, f"{ips:.1f}") for bs, ips in raw]))
-    print(f"best raw: {best_raw:.1f} img/s at batch {best_bs}\n")
-    rows = []
-    for lv in levels:
-        ips = lv.images_per_s(args.images_per_request)
-        rows.append((lv.clients, lv.ok, lv.errors, f"{ips:.1f}", f"{1e3 * lv.percentile(50):.1f}",
-                     f"{1e3 * lv.percentile(99):.1f}", f"{lv.percentile(99) / lv.percentile(50):.2f}",
-                     f"{lv.mean_batch:.1f}" if lv.mean_batch else "-",
-                     f"{100 * lv.forward_share:.0f}%" if lv.forward_share is not None else "-",
-                     f"{ips / best_raw:.2f}"))
-    print(_common.table(["clients", "ok", "errors", "img/s", "p50 ms", "p99 ms", "p99/p50", "img/forward",
-                         "in forward", "service/raw"], rows))
+        bodies = write_bodies(Path(tmp), args.images, input_size)
+        cells: List[Cell] = []
+        for name in names:
+            server = SERVERS[name]
+            if server.needs and importlib.util.find_spec(server.needs) is None:
+                print(f"{name}: skipped ({server.needs} is not installed: pip install {server.needs})")
+                continue
+            cells += measure_server(server, Path(model_path), args, bodies, Path(tmp) / f"{name}.log")
     print()
-    best = max(levels, key=lambda lv: lv.images_per_s(args.images_per_request))
-    saturation = best.images_per_s(args.images_per_request) / best_raw
-    print(_common.fmt_ratio(f"service / raw at saturation ({best.clients} clients)", saturation,
-                            f">= {SERVICE_GOAL}", saturation >= SERVICE_GOAL))
-    top = max(levels, key=lambda lv: lv.clients)
-    tail = top.percentile(99) / top.percentile(50)
-    print(_common.fmt_ratio(f"p99 / p50 latency at {top.clients} clients", tail,
-                            f"<= {TAIL_GOAL} at 64 clients", tail <= TAIL_GOAL))
-    print("note: the clients share this machine's CPU with the server")
-    errors = sum(lv.errors for lv in levels)
+    print(_common.table(["backend", "batch", "img/s"], [(b, bs, f"{ips:.1f}") for b, rows in raw.items()
+                                                        for bs, ips in rows]))
+    for backend, rows in raw.items():
+        bs, ips = max(rows, key=lambda r: r[1])
+        print(f"best raw {backend}: {ips:.1f} img/s at batch {bs}")
+    print()
+    print_servers(cells)
+    print()
+    for cell in cells:
+        if cell.profile:
+            print(f"py-spy profile of {cell.server} ({cell.images} image/request, {cell.connections} "
+                  "connections), share of the server's sampled CPU by stage:")
+            print(_common.table(["stage", "samples", "share"],
+                                [(s, n, f"{100 * share:.0f}%") for s, n, share in cell.profile]))
+            print()
+    print_ratios(cells, raw, max(args.connections))
+    errors = sum(c.load.errors for c in cells)
     if errors:
-        print(f"warning: {errors} requests failed (non-200 or transport errors)")
+        print(f"warning: {errors} requests failed (non-2xx or transport errors)")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`python -m frossl_hub`: list, info, verify, embed, convert."""
+"""`python -m frossl_hub`: list, info, verify, embed, export, convert."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .backends import BACKENDS
+from .onnx_export import DEFAULT_OPSET
 from .stems import STEMS
 
 __all__ = ["main", "build_parser"]
@@ -80,12 +82,26 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         device = f"cuda:{rank % max(1, torch.cuda.device_count())}"
     model = load(args.model, num_classes=0, device=device)
     rows, skipped = embed_folder(model, Path(args.image_dir), Path(args.out), args.batch_size, args.workers,
-                                 args.normalize, rank, world, progress=not args.no_progress)
+                                 args.normalize, rank, world, progress=not args.no_progress,
+                                 backend=args.backend)
     for path, reason in skipped:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     if rank == 0:
         print(f"wrote {args.out} and {index_path(Path(args.out))}"
               + (f" ({len(skipped)} unreadable files skipped on rank 0)" if skipped else ""))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .hub import load
+    from .onnx_export import export_onnx, sidecar_path
+
+    model = load(args.model, num_classes=0 if args.embedding_only else None)
+    out = Path(args.out or f"{Path(str(args.model)).name}.onnx")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the .onnx file to write.")
+    export_onnx(model, out, opset=args.opset, dtype=args.dtype)
+    print(f"wrote {out} and {sidecar_path(out)}")
     return 0
 
 
@@ -100,7 +116,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m frossl_hub",
-                                     description="FroSSL ResNet18 models: list, inspect, verify, embed, convert.")
+                                     description="FroSSL ResNet18 models: list, inspect, verify, embed, export, convert.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="catalog models")
     p.add_argument("pattern", nargs="?", default=None, help="wildcard, e.g. '*cifar*'")
@@ -121,7 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--normalize", action="store_true", help="L2-normalise each embedding")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="auto: ONNX Runtime on the CPU, PyTorch on CUDA (default auto)")
     p.set_defaults(func=_cmd_embed)
+    p = sub.add_parser("export", help="a model as one ONNX graph (embedding + logits outputs)")
+    p.add_argument("model", help="catalog name or folder")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--out", default=None, help="the .onnx file (default: ./NAME.onnx)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                   help="graph precision; float16 weights are exported as float32 unless asked")
+    p.add_argument("--embedding-only", action="store_true", help="leave out the probe head (no logits)")
+    p.set_defaults(func=_cmd_export)
     p = sub.add_parser("convert", help="solo-learn / official / torchvision checkpoint -> published folder")
     p.add_argument("checkpoint")
     p.add_argument("--from", dest="source", required=True, choices=["solo-learn", "official", "torchvision"])

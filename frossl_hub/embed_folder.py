@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from ._io import atomic_write
-from .inference import get_transform, open_image
+from .inference import BatchTransform, open_image
 
-__all__ = ["IMAGE_SUFFIXES", "list_images", "embed_folder", "index_path"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFiles", "collate_list", "list_images", "embed_folder", "index_path"]
 
 _logger = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ def index_path(out: Path) -> Path:
     return out.with_name(out.name[: -len(out.suffix)] + ".paths.txt" if out.suffix else out.name + ".paths.txt")
 
 
-class _Images(torch.utils.data.Dataset):
-    """Decodes and preprocesses one file; a bad file yields None instead of raising."""
+class ImageFiles(torch.utils.data.Dataset):
+    """Decodes one file to the model's uint8 input (``BatchTransform.to_uint8``); a bad file
+    yields None instead of raising."""
 
     def __init__(self, files: Sequence[Path], transform: Callable) -> None:
         self.files = list(files)
@@ -47,7 +48,8 @@ class _Images(torch.utils.data.Dataset):
             return i, None, f"{type(exc).__name__}: {exc}"
 
 
-def _collate(items):
+def collate_list(items: list) -> list:
+    """A DataLoader collate that keeps the (index, tensor or None, error) items as they are."""
     return items
 
 
@@ -61,24 +63,29 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: int = 256,
                  workers: int = 4, normalize: bool = False, rank: int = 0, world: int = 1,
-                 progress: bool = True) -> Tuple[int, List[Tuple[str, str]]]:
+                 progress: bool = True, backend: str = "auto"
+                 ) -> Tuple[int, List[Tuple[str, str]]]:
     """Embed every image below ``folder`` into ``out`` (.npy) plus ``index_path(out)``.
 
-    With ``world > 1`` each rank embeds files[rank::world] into a shard; rank 0 merges the
-    shards back into input order once all are written. Returns (rows written, skipped
-    files with reasons).
+    Workers decode and resize to uint8; each batch is normalised at once and run on
+    ``backend`` (``frossl_hub.backends``: auto, torch, onnxruntime). With ``world > 1`` each
+    rank embeds files[rank::world] into a shard; rank 0 merges the shards back into input
+    order once all are written. Returns (rows written, skipped files with reasons).
     """
+    from tqdm.auto import tqdm
+
+    from .backends import make_runner
+
     files = list_images(folder)
     mine = files[rank::world]
-    transform = get_transform(model)
-    loader = torch.utils.data.DataLoader(_Images(mine, transform), batch_size=batch_size,
-                                         num_workers=workers, collate_fn=_collate)
-    param = next(model.parameters())
+    transform = BatchTransform(model)
+    loader = torch.utils.data.DataLoader(ImageFiles(mine, transform.to_uint8), batch_size=batch_size,
+                                         num_workers=workers, collate_fn=collate_list)
+    model.eval()
+    runner = make_runner(model, backend)
     rows: List[np.ndarray] = []
     kept: List[int] = []
     skipped: List[Tuple[str, str]] = []
-    from tqdm.auto import tqdm
-
     with torch.inference_mode():
         for batch in tqdm(loader, desc=f"embed (rank {rank})" if world > 1 else "embed",
                           disable=not progress, unit="batch"):
@@ -86,11 +93,10 @@ def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: in
             skipped += [(str(mine[i]), err) for i, t, err in batch if t is None]
             if not good:
                 continue
-            x = torch.stack([t for _, t in good]).to(param.device, param.dtype)
-            f = model.forward_head(model.forward_features(x), pre_logits=True).float()
+            f, _ = runner(transform.normalize(torch.stack([t for _, t in good])))
             if normalize:
                 f = torch.nn.functional.normalize(f, dim=1)
-            rows.append(f.cpu().numpy())
+            rows.append(f.numpy())
             kept += [i for i, _ in good]
     emb = np.concatenate(rows) if rows else np.zeros((0, model.num_features), np.float32)
     global_index = np.array([rank + world * i for i in kept], dtype=np.int64)

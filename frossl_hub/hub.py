@@ -404,10 +404,12 @@ def load(
     if "in_chans" in model_args:  # as timm's local-dir loader: a tuple, channels from model_args
         input_size = pretrained_cfg.get("input_size", (3, 224, 224))
         pretrained_cfg["input_size"] = (model_args["in_chans"], *input_size[1:])
-    model_args.update(timm_kwargs)
     head = config["num_classes"] if num_classes is None else num_classes
-    model = timm.create_model(config["architecture"], pretrained=False, num_classes=head,
-                              pretrained_cfg_overlay=pretrained_cfg, **model_args)
+    # as timm merges a folder's model_args: the caller's arguments win (timm's save_for_hf
+    # records num_classes and global_pool there too)
+    kwargs = {**model_args, **timm_kwargs, "num_classes": head}
+    model = timm.create_model(config["architecture"], pretrained=False,
+                              pretrained_cfg_overlay=pretrained_cfg, **kwargs)
     if pretrained:
         try:
             state = load_file(str(resolved.weights), device="cpu")

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["get_transform", "embed", "to_model_mode", "model_input_mode", "open_image"]
+__all__ = ["BatchTransform", "get_transform", "embed", "to_model_mode", "model_input_mode", "open_image"]
 
 ImageInput = Union[Image.Image, str, Path]
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16/32-bit greyscale
@@ -73,23 +73,82 @@ def _cfg_of(name_or_path: Union[str, Path]) -> Dict[str, Any]:
         return pretrained_cfg_for(entry.spec, entry.architecture, entry.input_side)
 
 
+def _pretrained_cfg(model_or_name: Any) -> Dict[str, Any]:
+    if isinstance(model_or_name, (str, Path)):
+        return _cfg_of(model_or_name)
+    if isinstance(model_or_name, dict):
+        return dict(model_or_name)
+    return dict(model_or_name.pretrained_cfg)
+
+
+def _timm_eval_transform(cfg: Dict[str, Any], **kwargs: Any) -> Callable:
+    from timm.data import create_transform, resolve_data_config
+
+    return create_transform(**resolve_data_config(pretrained_cfg=cfg), **kwargs)
+
+
 def get_transform(model_or_name: Any) -> Callable[[Image.Image], torch.Tensor]:
     """Eval preprocessing of a model (or catalog name / folder), from its pretrained cfg.
 
     timm's ``resolve_data_config`` + ``create_transform``, preceded by a conversion of
     any PIL image mode to the model's (grayscale models take RGB input and vice versa).
     """
-    from timm.data import create_transform, resolve_data_config
     from torchvision import transforms as T
 
-    if isinstance(model_or_name, (str, Path)):
-        cfg = _cfg_of(model_or_name)
-    elif isinstance(model_or_name, dict):
-        cfg = dict(model_or_name)
-    else:
-        cfg = dict(model_or_name.pretrained_cfg)
-    data_cfg = resolve_data_config(pretrained_cfg=cfg)
-    return T.Compose([_ToMode(model_input_mode(cfg)), create_transform(**data_cfg)])
+    cfg = _pretrained_cfg(model_or_name)
+    return T.Compose([_ToMode(model_input_mode(cfg)), _timm_eval_transform(cfg)])
+
+
+def _chw(image: Image.Image) -> torch.Tensor:
+    array = np.array(image)  # a writable copy, as torch wants
+    return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1))
+
+
+class BatchTransform:
+    """``get_transform`` split in two, so the float work runs once per batch.
+
+    ``to_uint8`` converts the mode, resizes and crops one image (timm's eval transform in its
+    prefetcher form) and returns a (C, H, W) uint8 tensor; ``normalize`` turns a stacked
+    (N, C, H, W) uint8 batch into the model's float32 input in one vectorised step. Equal to
+    ``get_transform`` up to float rounding.
+    """
+
+    def __init__(self, model_or_name: Any) -> None:
+        cfg = _pretrained_cfg(model_or_name)
+        self.mode = model_input_mode(cfg)
+        self.geometry = _timm_eval_transform(cfg, use_prefetcher=True)
+        mean = torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)), dtype=torch.float32)
+        std = torch.tensor(cfg.get("std", (0.229, 0.224, 0.225)), dtype=torch.float32)
+        self.scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)  # (x / 255 - mean) / std, fused
+        self.shift = (mean / std).view(1, -1, 1, 1)
+        self._passthrough = self._identity_size(cfg)
+
+    def _identity_size(self, cfg: Dict[str, Any]) -> Optional[Tuple[int, int]]:
+        """(W, H) of images the resize and crop leave untouched (the input size when
+        crop_pct is 1), found by running them once; None when no size is."""
+        channels, height, width = cfg.get("input_size", (3, 224, 224))
+        probe = np.random.default_rng(0).integers(0, 256, (height, width, channels), np.uint8)
+        image = Image.fromarray(probe.squeeze(2) if channels == 1 else probe, self.mode)
+        same = torch.equal(self.geometry(image), _chw(image))
+        return (width, height) if same else None
+
+    def to_uint8(self, image: Image.Image) -> torch.Tensor:
+        """One image in any PIL mode -> (C, H, W) uint8 at the model's input size."""
+        image = to_model_mode(image, self.mode)
+        if image.size == self._passthrough:  # already the input size: skip resize and crop
+            return _chw(image)
+        return self.geometry(image)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) uint8 -> float32 model input."""
+        return torch.addcmul(-self.shift, batch.to(torch.float32), self.scale)
+
+    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """A list of PIL images -> (N, C, H, W) float32 model input."""
+        return self.normalize(torch.stack([self.to_uint8(image) for image in images]))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mode={self.mode!r}, geometry={self.geometry})"
 
 
 def open_image(path: Union[str, Path]) -> Image.Image:
@@ -116,6 +175,7 @@ def embed(
     batch_size: int = 256,
     normalize: bool = False,
     transform: Optional[Callable[[Image.Image], torch.Tensor]] = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """N×512 float32 embeddings (pooled backbone features) of images, batched.
 
@@ -124,31 +184,31 @@ def embed(
         images: PIL images, image paths, or an already-preprocessed (N, C, H, W) tensor.
         batch_size: images per forward pass.
         normalize: L2-normalise each embedding.
-        transform: preprocessing for PIL/path inputs; default ``get_transform(model)``.
+        transform: per-image preprocessing for PIL/path inputs; default the model's eval
+            preprocessing (``get_transform(model)``), run as a ``BatchTransform``.
+        backend: ``auto`` (ONNX Runtime for a model on the CPU, PyTorch on CUDA), ``torch``
+            or ``onnxruntime`` (``frossl_hub.backends``).
     """
+    from .backends import make_runner
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    param = next(model.parameters())
-    if isinstance(images, torch.Tensor):
-        if images.ndim != 4:
-            raise ValueError(f"a tensor batch must be (N, C, H, W), got shape {tuple(images.shape)}")
-        tensors: Sequence[Any] = images
-    else:
-        tensors = list(images)
-        transform = transform or get_transform(model)
-    outputs: List[torch.Tensor] = []
+    if isinstance(images, torch.Tensor) and images.ndim != 4:
+        raise ValueError(f"a tensor batch must be (N, C, H, W), got shape {tuple(images.shape)}")
+    items: Sequence[Any] = images if isinstance(images, torch.Tensor) else list(images)
     was_training = model.training
     model.eval()
-    for chunk in _batches(tensors, batch_size):
-        if isinstance(chunk, torch.Tensor):
-            batch = chunk
-        else:
-            batch = torch.stack([
-                transform(open_image(x) if isinstance(x, (str, Path)) else x) for x in chunk
-            ])
-        batch = batch.to(param.device, param.dtype, non_blocking=True)
-        features = model.forward_head(model.forward_features(batch), pre_logits=True)
-        outputs.append(features.float().cpu())
-    model.train(was_training)
+    try:
+        runner = make_runner(model, backend)
+        batch_transform = None if transform or isinstance(items, torch.Tensor) else BatchTransform(model)
+        outputs: List[torch.Tensor] = []
+        for chunk in _batches(items, batch_size):
+            if not isinstance(chunk, torch.Tensor):
+                pil = [open_image(x) if isinstance(x, (str, Path)) else x for x in chunk]
+                chunk = batch_transform(pil) if batch_transform else torch.stack(
+                    [transform(image) for image in pil])  # type: ignore[misc]
+            outputs.append(runner(chunk)[0])
+    finally:
+        model.train(was_training)
     out = torch.cat(outputs) if outputs else torch.empty(0, getattr(model, "num_features", 512))
     return F.normalize(out, dim=1) if normalize else out

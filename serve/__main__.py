@@ -5,7 +5,9 @@ Exit codes: 0 after a clean shutdown, 2 for bad arguments or a model that cannot
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from typing import Optional, Sequence
 
 from .config import ConfigError, Settings, parse_settings
@@ -49,13 +51,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging(settings.log_level)
     common = dict(host=settings.host, port=settings.port, log_level=settings.log_level,
                   timeout_graceful_shutdown=10)
-    if settings.workers > 1:  # each worker rebuilds the settings from the environment
-        os.environ.update(settings.to_env())
-        uvicorn.run("serve.app:create_app_from_env", factory=True, workers=settings.workers,
-                    **common)
+    if settings.workers > 1:
+        _run_workers(settings, common)
     else:
         uvicorn.run(create_app(settings), **common)
     return 0
+
+
+def _run_workers(settings: Settings, common: dict) -> None:
+    """uvicorn worker processes that rebuild the settings from the environment and share one
+    set of metrics through prometheus_client's multiprocess folder."""
+    import uvicorn
+
+    from .metrics import MULTIPROC_ENV
+
+    os.environ.update(settings.to_env())
+    own_folder = not os.environ.get(MULTIPROC_ENV)
+    if own_folder:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="frossl-serve-metrics-")
+    try:
+        uvicorn.run("serve.app:create_app_from_env", factory=True, workers=settings.workers,
+                    **common)
+    finally:
+        if own_folder:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
 if __name__ == "__main__":

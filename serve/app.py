@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import AsyncIterator, Mapping, Optional
 
 import torch
@@ -13,6 +14,7 @@ from .config import Settings, describe, settings_from_env
 from .errors import install_exception_handlers
 from .metrics import ServiceMetrics
 from .middleware import RequestContextMiddleware
+from .metrics import multiprocess_mode
 from .registry import ModelRegistry, torch_threads_for
 from . import routers
 
@@ -52,6 +54,10 @@ def create_app(settings: Optional[Settings] = None,
             yield
         finally:
             await run_in_threadpool(registry.close)
+            if multiprocess_mode():  # this worker's live gauges (queue depth) stop counting
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(os.getpid())
 
     app = FastAPI(title="frossl-hub", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan)

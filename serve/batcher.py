@@ -18,21 +18,14 @@ from typing import Callable, Deque, List, Optional, Sequence, Tuple
 
 import torch
 
+from .exceptions import QueueFull, ShuttingDown
 from .metrics import ServiceMetrics
 
-__all__ = ["BatcherClosedError", "MicroBatcher", "QueueFullError"]
+__all__ = ["MicroBatcher"]
 
 _logger = logging.getLogger("serve")
 
 Forward = Callable[[torch.Tensor], Tuple[torch.Tensor, ...]]  # (N, ...) -> outputs with N rows
-
-
-class QueueFullError(RuntimeError):
-    """The queue holds ``max_queue`` images already: the caller should answer 503."""
-
-
-class BatcherClosedError(RuntimeError):
-    """The batcher is shutting down."""
 
 
 @dataclass(eq=False)
@@ -67,7 +60,7 @@ class MicroBatcher:
         name: model name, for metrics and logs.
         max_batch_size: most images per forward pass.
         max_wait_ms: how long a batch may wait to fill once it has one image.
-        max_queue: most images waiting; ``submit`` raises QueueFullError beyond it.
+        max_queue: most images waiting; ``submit`` raises QueueFull beyond it.
         metrics: where to record batch sizes, queue depth and images processed.
     """
 
@@ -103,8 +96,8 @@ class MicroBatcher:
         """Queue a (N, C, H, W) batch of one request; returns the forward's N rows of each output.
 
         Raises:
-            QueueFullError: ``max_queue`` images are already waiting.
-            BatcherClosedError: the batcher is shutting down.
+            QueueFull: ``max_queue`` images are already waiting.
+            ShuttingDown: the batcher is closed.
         """
         if inputs.ndim < 1 or inputs.shape[0] < 1:
             raise ValueError(f"submit needs at least one row, got shape {tuple(inputs.shape)}")
@@ -112,11 +105,11 @@ class MicroBatcher:
         job = _Job(inputs, loop.create_future(), loop)
         with self._cond:
             if self._closed:
-                raise BatcherClosedError(f"model {self.name} is shutting down")
+                raise ShuttingDown(f"model {self.name} is shutting down")
             if self._queued + job.size > self.max_queue:
                 if self.metrics:
-                    self.metrics.rejected.inc(model=self.name)
-                raise QueueFullError(
+                    self.metrics.rejected.labels(model=self.name).inc()
+                raise QueueFull(
                     f"model {self.name} has {self._queued} images queued (max_queue "
                     f"{self.max_queue}); cannot take {job.size} more now, retry shortly.")
             self._jobs.append(job)
@@ -148,7 +141,7 @@ class MicroBatcher:
             self._record_depth()
             self._cond.notify_all()
         for job in jobs:
-            self._deliver(job, None, BatcherClosedError(f"model {self.name} is shutting down"))
+            self._deliver(job, None, ShuttingDown(f"model {self.name} is shutting down"))
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)
 
@@ -156,7 +149,7 @@ class MicroBatcher:
 
     def _record_depth(self) -> None:
         if self.metrics:
-            self.metrics.queue_depth.set(self._queued, model=self.name)
+            self.metrics.queue_depth.labels(model=self.name).set(self._queued)
 
     def _next_batch(self) -> Optional[List[Tuple[_Job, int, int]]]:
         """Wait for work; take up to max_batch_size rows from the head of the queue."""
@@ -209,9 +202,10 @@ class MicroBatcher:
         started = time.perf_counter()
         outputs = self.forward(batch)
         if self.metrics:
-            self.metrics.batch_seconds.observe(time.perf_counter() - started, model=self.name)
-            self.metrics.batch_size.observe(batch.shape[0], model=self.name)
-            self.metrics.images.inc(batch.shape[0], model=self.name)
+            seconds = time.perf_counter() - started
+            self.metrics.batch_seconds.labels(model=self.name).observe(seconds)
+            self.metrics.batch_size.labels(model=self.name).observe(batch.shape[0])
+            self.metrics.images.labels(model=self.name).inc(batch.shape[0])
         offset = 0
         for job, start, end in parts:
             rows = end - start

@@ -1,17 +1,21 @@
-"""Service settings: one frozen dataclass, filled from the command line, then the environment.
+"""Service settings (pydantic-settings): command-line flags, then the environment, then defaults.
 
-Every option has a command-line flag and an environment variable (``FROSSL_SERVE_<NAME>``,
-except ``FROSSL_API_KEY``); the flag wins over the variable, the variable over the default.
+Every option has a flag and an environment variable (``FROSSL_SERVE_<NAME>``, except
+``FROSSL_API_KEY`` and ``FROSSL_SERVE_MODEL``); the flag wins over the variable, the variable
+over the default. A bad value raises ``ConfigError`` naming the flag or the variable it came from.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
+from typing import Annotated, Any, Dict, List, Literal, NoReturn, Optional, Sequence, Set, Tuple
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 
 __all__ = [
     "API_KEY_ENV",
@@ -22,6 +26,8 @@ __all__ = [
     "Settings",
     "build_parser",
     "describe",
+    "env_name",
+    "flag_name",
     "parse_pixels",
     "parse_settings",
     "parse_size",
@@ -31,6 +37,7 @@ __all__ = [
 DEFAULT_MODEL = "frossl-resnet18-cifar10"  # catalog model served when none is named
 ENV_PREFIX = "FROSSL_SERVE_"  # FROSSL_SERVE_PORT, FROSSL_SERVE_MAX_BATCH_SIZE, ...
 API_KEY_ENV = "FROSSL_API_KEY"  # the key is read from here rather than a flag visible in `ps`
+MODEL_ENV = ENV_PREFIX + "MODEL"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # NAME in --model NAME=SOURCE
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
@@ -74,94 +81,6 @@ def _default_name(source: str) -> str:
     return clean_name(source)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service reads at start-up."""
-
-    # models
-    models: Tuple[ModelSpec, ...] = (ModelSpec(DEFAULT_MODEL, DEFAULT_MODEL),)  # first: default
-    device: str = "auto"  # auto: cuda when available, else cpu
-    # server
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1  # uvicorn worker processes, each with its own models and batchers
-    log_level: str = "info"
-    api_key: Optional[str] = field(default=None, repr=False)  # Bearer token; None: open
-    # dynamic batching, named like Triton's dynamic batcher
-    max_batch_size: int = 32  # images per forward pass
-    max_wait_ms: float = 0.0  # how long a batch may wait to fill; 0 takes what is queued now
-    max_queue: int = 1024  # images admitted but not yet in a forward pass; beyond it: 503
-    torch_threads: Optional[int] = None  # intra-op threads; None: CPU cores / workers
-    preprocess_threads: Optional[int] = None  # image decoding threads; None: cores / workers
-    # request limits
-    max_images: int = 64  # images per request
-    max_bytes: int = 16 * 1024 * 1024  # request body size
-    max_pixels: int = 4096 * 4096  # width * height of one image, checked before decoding
-
-    def __post_init__(self) -> None:
-        if not self.models:
-            raise ConfigError("no model to serve; pass --model NAME_OR_PATH.")
-        names = [m.name for m in self.models]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ConfigError(f"two models share the name {duplicates[0]!r}; name them apart "
-                              f"with --model NAME=PATH.")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port must be in 0..65535, got {self.port}.")
-        for name in ("workers", "max_batch_size", "max_queue", "max_images", "max_bytes",
-                     "max_pixels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, "
-                                  f"got {getattr(self, name)}.")
-        for name in ("torch_threads", "preprocess_threads"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, "
-                                  f"got {getattr(self, name)}.")
-        if not 0 <= self.max_wait_ms <= 60_000:  # also rejects nan
-            raise ConfigError(f"--max-wait-ms must be in 0..60000, got {self.max_wait_ms}.")
-        if self.max_queue < self.max_images:
-            raise ConfigError(f"--max-queue ({self.max_queue}) must hold at least one full "
-                              f"request of --max-images ({self.max_images}) images.")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, "
-                              f"got {self.log_level!r}.")
-        if self.api_key is not None and not self.api_key.strip():
-            raise ConfigError(f"the API key is empty; unset {API_KEY_ENV} or give a key.")
-        _check_device(self.device)
-
-    @property
-    def default_model(self) -> str:
-        return self.models[0].name
-
-    def to_env(self) -> Dict[str, str]:
-        """Environment variables that rebuild these settings (for uvicorn worker processes)."""
-        env: Dict[str, str] = {}
-        for opt in _OPTIONS:
-            value = getattr(self, opt.attr)
-            if value is None:
-                continue
-            if opt.attr == "models":
-                value = ",".join(f"{m.name}={m.source}" for m in value)
-            env[opt.env] = str(value)
-        return env
-
-
-def _check_device(device: str) -> None:
-    if device == "auto":
-        return
-    import torch
-
-    try:
-        torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1, "
-                          f"auto): {exc}") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# parsing
-
-
 def parse_size(text: str) -> int:
     """Bytes from ``1048576``, ``16MiB``, ``10MB``, ``512k``."""
     match = _SIZE.match(str(text))
@@ -183,64 +102,143 @@ def parse_pixels(text: str) -> int:
     return values[0] * (values[1] if len(values) == 2 else 1)
 
 
-def _int(text: str) -> int:
+def _parse_models(value: Any) -> Any:
+    """``a=/x,b=/y`` (the variable), a list of such strings (repeated flags), or ModelSpecs."""
+    if isinstance(value, (str, list, tuple)):
+        items = [value] if isinstance(value, str) else list(value)
+        if all(isinstance(v, str) for v in items):
+            return tuple(ModelSpec.parse(v) for item in items for v in item.split(",")
+                         if v.strip())
+    return value
+
+
+def _check_device(device: str) -> str:
+    if device == "auto":
+        return device
+    import torch
+
     try:
-        return int(str(text).strip())
-    except ValueError:
-        raise ValueError("expected a whole number") from None
+        torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{device!r} is not a torch device (cpu, cuda, cuda:1, auto): "
+                         f"{exc}") from None
+    return device
 
 
-def _float(text: str) -> float:
-    try:
-        return float(str(text).strip())
-    except ValueError:
-        raise ValueError("expected a number") from None
+class Settings(BaseSettings):
+    """Everything the service reads at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid",
+                                      validate_by_name=True, validate_by_alias=True)
+
+    # models
+    models: Annotated[Tuple[ModelSpec, ...], NoDecode] = Field(
+        (ModelSpec(DEFAULT_MODEL, DEFAULT_MODEL),), validation_alias=MODEL_ENV,
+        description="catalog name, published folder, .safetensors file or hf-hub:ORG/NAME, "
+        "optionally as NAME=SOURCE; repeat to serve several (the first is the default; the "
+        "variable takes a comma-separated list)")
+    backend: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="what runs the forward pass: auto (ONNX Runtime on the CPU, "
+        "PyTorch on CUDA), torch or onnxruntime")
+    device: str = Field("auto", description="torch device for the models: auto, cpu, cuda, "
+                        "cuda:N (auto: cuda when available)")
+    # server
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes (each loads its own "
+                         "models; /metrics adds them up)")
+    log_level: Literal[LOG_LEVELS] = Field(  # type: ignore[valid-type]
+        "info", description="log level")
+    api_key: Optional[SecretStr] = Field(
+        None, validation_alias=API_KEY_ENV, description="require 'Authorization: Bearer KEY' "
+        f"on every route but /livez and /healthz (prefer ${API_KEY_ENV}: flags show in `ps`)")
+    # dynamic batching, named like Triton's dynamic batcher
+    max_batch_size: int = Field(32, ge=1, description="most images in one forward pass")
+    max_wait_ms: float = Field(0.0, ge=0, le=60_000, description="longest a batch waits to "
+                               "fill (0: take what is queued now)")
+    max_queue: int = Field(1024, ge=1, description="most images admitted (being decoded or "
+                           "queued) but not yet in a forward pass; beyond it requests get 503")
+    threads: Optional[int] = Field(None, ge=1, description="intra-op threads of the forward "
+                                   "pass, torch or ONNX Runtime (default: CPU cores / workers)")
+    preprocess_threads: Optional[int] = Field(
+        None, ge=1, description="threads decoding and resizing images (default: CPU cores / "
+        "workers, at least 2)")
+    # request limits
+    max_images: int = Field(64, ge=1, description="most images in one request (beyond it: 413)")
+    max_bytes: int = Field(16 * 1024 * 1024, ge=1, description="largest request body, e.g. "
+                           "16MiB (beyond it: 413)")
+    max_pixels: int = Field(4096 * 4096, ge=1, description="largest width*height of one image, "
+                            "e.g. 4096x4096, checked before decoding")
+
+    _models = field_validator("models", mode="before")(_parse_models)
+    _device = field_validator("device")(_check_device)
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return parse_size(value) if isinstance(value, str) else value
+
+    @field_validator("max_pixels", mode="before")
+    @classmethod
+    def _pixels(cls, value: Any) -> Any:
+        return parse_pixels(value) if isinstance(value, str) else value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, value: Optional[SecretStr]) -> Optional[SecretStr]:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(f"the API key is empty; unset {API_KEY_ENV} or give a key")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if not self.models:
+            raise ValueError("no model to serve; pass --model NAME_OR_PATH.")
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"two models share the name {duplicates[0]!r}; name them apart "
+                             "with --model NAME=PATH.")
+        if self.max_queue < self.max_images:
+            raise ValueError(f"--max-queue ({self.max_queue}) must hold at least one full "
+                             f"request of --max-images ({self.max_images}) images.")
+        return self
+
+    @property
+    def default_model(self) -> str:
+        return self.models[0].name
+
+    def to_env(self) -> Dict[str, str]:
+        """Environment variables that rebuild these settings (for uvicorn worker processes)."""
+        env: Dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "models":
+                value = ",".join(f"{m.name}={m.source}" for m in value)
+            elif isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[env_name(name)] = str(value)
+        return env
 
 
-def _parse_models(values: Sequence[str]) -> Tuple[ModelSpec, ...]:
-    items = [v for value in values for v in str(value).split(",") if v.strip()]
-    return tuple(ModelSpec.parse(v) for v in items)
+_METAVARS = {"models": "NAME_OR_PATH", "max_bytes": "SIZE", "max_pixels": "PIXELS",
+             "api_key": "KEY"}
 
 
-@dataclass(frozen=True)
-class _Option:
-    attr: str  # Settings field
-    flag: str
-    env: str
-    parse: Callable[[str], Any]
-    help: str
-    metavar: Optional[str] = None
+def flag_name(field: str) -> str:
+    """The command-line flag of a settings field (``--model`` for ``models``)."""
+    return "--model" if field == "models" else "--" + field.replace("_", "-")
 
 
-def _opt(attr: str, parse: Callable[[str], Any], help: str, metavar: Optional[str] = None,
-         flag: Optional[str] = None, env: Optional[str] = None) -> _Option:
-    return _Option(attr, flag or "--" + attr.replace("_", "-"), env or ENV_PREFIX + attr.upper(),
-                   parse, help, metavar)
+def env_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    alias = Settings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
 
 
-_OPTIONS: Tuple[_Option, ...] = (
-    _opt("models", str, "catalog name, published folder, .safetensors file or hf-hub:ORG/NAME, "
-         "optionally as NAME=SOURCE; repeat to serve several (the first is the default; the "
-         "variable takes a comma-separated list)", "NAME_OR_PATH", "--model", ENV_PREFIX + "MODEL"),
-    _opt("host", str, "interface to listen on"),
-    _opt("port", _int, "TCP port"),
-    _opt("device", str, "torch device for the models: auto, cpu, cuda, cuda:N"),
-    _opt("workers", _int, "uvicorn worker processes (each loads its own models)"),
-    _opt("max_batch_size", _int, "most images in one forward pass"),
-    _opt("max_wait_ms", _float, "longest a batch waits to fill (0: take what is queued now)"),
-    _opt("max_queue", _int, "most images admitted (being decoded or queued) but not yet in a "
-         "forward pass; beyond it requests get 503 at once"),
-    _opt("torch_threads", _int, "torch intra-op threads (default: CPU cores / workers)"),
-    _opt("preprocess_threads", _int, "threads decoding and preprocessing images (default: "
-         "CPU cores / workers, at least 2)"),
-    _opt("max_images", _int, "most images in one request (beyond it: 413)"),
-    _opt("max_bytes", parse_size, "largest request body, e.g. 16MiB (beyond it: 413)", "SIZE"),
-    _opt("max_pixels", parse_pixels, "largest width*height of one image, e.g. 4096x4096, "
-         "checked before decoding", "PIXELS"),
-    _opt("api_key", str, "require 'Authorization: Bearer KEY' on every route but /healthz "
-         f"(prefer ${API_KEY_ENV}: flags show in `ps`)", "KEY", env=API_KEY_ENV),
-    _opt("log_level", str, "log level: " + ", ".join(LOG_LEVELS)),
-)
+_FIELD_OF = {**{f: f for f in Settings.model_fields}, MODEL_ENV: "models", API_KEY_ENV: "api_key"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -249,68 +247,71 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m serve`` argument parser (all defaults None: resolved later)."""
-    defaults = Settings.__dataclass_fields__
+    """The ``python -m serve`` argument parser (all defaults None: resolved by Settings)."""
     parser = _Parser(
         prog="python -m serve",
         description="Serve FroSSL ResNet18 embeddings and linear-probe predictions over HTTP.",
         epilog="Each option can also come from the environment variable shown; flags win.",
     )
-    for opt in _OPTIONS:
-        default = defaults[opt.attr].default
-        if opt.attr == "models":
-            default = DEFAULT_MODEL
-        kwargs: Dict[str, Any] = dict(dest=opt.attr, default=None, metavar=opt.metavar,
-                                      help=f"{opt.help} [env {opt.env}; default {default}]")
-        if opt.attr == "models":
-            kwargs["action"] = "append"
-        parser.add_argument(opt.flag, **kwargs)
+    for name, field in Settings.model_fields.items():
+        default = DEFAULT_MODEL if name == "models" else field.default
+        parser.add_argument(flag_name(name), dest=name, default=None, metavar=_METAVARS.get(name),
+                            action="append" if name == "models" else "store",
+                            help=f"{field.description} [env {env_name(name)}; default {default}]")
     return parser
 
 
-def _convert(opt: _Option, raw: Any, origin: str) -> Any:
-    try:
-        if opt.attr == "models":
-            return _parse_models(raw if isinstance(raw, list) else [raw])
-        return opt.parse(raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{origin}: {exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{origin}: invalid value {raw!r}: {exc}") from None
+def _bounds(field: str) -> Tuple[Any, Any]:
+    metadata = Settings.model_fields[field].metadata
+    low = next((m.ge for m in metadata if hasattr(m, "ge")), None)
+    high = next((m.le for m in metadata if hasattr(m, "le")), None)
+    return low, high
 
 
-def parse_settings(argv: Optional[Sequence[str]] = None,
-                   environ: Optional[Mapping[str, str]] = None) -> Settings:
-    """Settings from command-line arguments, then environment variables, then defaults.
+def _config_error(exc: ValidationError, from_flags: Set[str]) -> ConfigError:
+    """One ConfigError naming the flag or variable behind the first invalid value."""
+    error = exc.errors(include_url=False)[0]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    field = _FIELD_OF.get(str(error["loc"][0])) if error["loc"] else None
+    if field is None:  # a check across fields: its message names the flags
+        return ConfigError(message)
+    origin = flag_name(field) if field in from_flags else "$" + env_name(field)
+    if error["type"] in ("greater_than_equal", "less_than_equal"):
+        low, high = _bounds(field)
+        allowed = f"in {low:g}..{high:g}" if low is not None and high is not None else f">= {low}"
+        return ConfigError(f"{origin} must be {allowed}, got {error['input']}.")
+    if error["type"] == "value_error":
+        return ConfigError(f"{origin}: {message}")
+    return ConfigError(f"{origin}: invalid value {error['input']!r}: {message}")
+
+
+def parse_settings(argv: Optional[Sequence[str]] = None) -> Settings:
+    """Settings from command-line arguments, then ``FROSSL_SERVE_*`` variables, then defaults.
 
     Raises:
         ConfigError: an unknown flag or a bad value; the message names it.
     """
-    environ = os.environ if environ is None else environ
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
-    values: Dict[str, Any] = {}
-    for opt in _OPTIONS:
-        raw = getattr(args, opt.attr)
-        if raw is not None:
-            values[opt.attr] = _convert(opt, raw, opt.flag)
-        elif environ.get(opt.env, "").strip():
-            values[opt.attr] = _convert(opt, environ[opt.env].strip(), f"${opt.env}")
-    return Settings(**values)
+    args = vars(build_parser().parse_args(list(argv) if argv is not None else None))
+    flags = {name: value for name, value in args.items() if value is not None}
+    try:
+        return Settings(**flags)
+    except ValidationError as exc:
+        raise _config_error(exc, set(flags)) from None
 
 
-def settings_from_env(environ: Optional[Mapping[str, str]] = None) -> Settings:
+def settings_from_env() -> Settings:
     """Settings from environment variables only (what uvicorn worker processes see)."""
-    return parse_settings([], environ)
+    return parse_settings([])
 
 
 def describe(settings: Settings) -> List[str]:
     """One line per setting, for the start-up log (the API key is never shown)."""
     lines = []
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if f.name == "api_key":
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name == "api_key":
             value = "set" if value else "not set"
-        elif f.name == "models":
+        elif name == "models":
             value = ", ".join(f"{m.name} ({m.source})" for m in value)
-        lines.append(f"{f.name}={value}")
+        lines.append(f"{name}={value}")
     return lines

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from .config import Settings
-from .errors import ApiError
+from .exceptions import Unauthorized
 from .inputs import ImageRequest, read_image_request
 from .metrics import ServiceMetrics
 from .registry import ModelHandle, ModelRegistry
@@ -53,13 +53,12 @@ def require_api_key(settings: Settings = Depends(get_settings),
     """401 unless the service has no key or the request carries ``Authorization: Bearer KEY``."""
     if settings.api_key is None:
         return
-    challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer "
-                       "<key>'.", challenge)
+        raise Unauthorized("missing API key: send 'Authorization: Bearer "
+                           "<key>'.", code="unauthorized")
     if not hmac.compare_digest(credentials.credentials.encode("utf-8"),
-                               settings.api_key.encode("utf-8")):
-        raise ApiError(401, "unauthorized", "invalid API key.", challenge)
+                               settings.api_key.get_secret_value().encode("utf-8")):
+        raise Unauthorized("invalid API key.", code="unauthorized")
 
 
 async def embedding_inputs(request: Request, settings: Settings = Depends(get_settings)

@@ -1,9 +1,9 @@
-"""Error types and their JSON form: ``{"error": {"code": ..., "message": ..., "request_id": ...}}``.
+"""Errors to HTTP: each domain error (``serve.exceptions``) gets its status here, in one table.
 
-Every error the service returns has that shape, whoever raised it: our own ``ApiError``,
-Starlette's ``HTTPException`` (unknown path, wrong method) and FastAPI's request
-validation. Unexpected exceptions become a 500 in ``serve.middleware``; no traceback
-ever reaches the client.
+Every error the service returns is ``{"error": {"code": ..., "message": ..., "request_id":
+...}}``, whoever raised it: our domain errors, Starlette's ``HTTPException`` (unknown path,
+wrong method) and FastAPI's request validation. Unexpected exceptions become a 500 in
+``serve.middleware``; no traceback ever reaches the client.
 """
 from __future__ import annotations
 
@@ -15,15 +15,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .exceptions import (InvalidInput, MalformedBody, ModelsLoading, NotFound, QueueFull,
+                         ServeError, TooLarge, Unauthorized, Unavailable, UnsupportedMedia)
+
 __all__ = [
-    "ApiError",
     "ERROR_RESPONSES",
     "IMAGE_ERROR_RESPONSES",
     "REQUEST_ID_HEADER",
     "REQUEST_ID_SCOPE_KEY",
+    "STATUS_OF",
     "error_response",
     "install_exception_handlers",
     "request_id_of",
+    "status_of",
     "validation_details",
     "validation_message",
 ]
@@ -32,6 +36,20 @@ _logger = logging.getLogger("serve")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_SCOPE_KEY = "frossl.request_id"  # set by serve.middleware for every request
+STATUS_OF: Dict[type, int] = {  # domain error -> HTTP status (subclasses inherit)
+    MalformedBody: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    TooLarge: 413,
+    UnsupportedMedia: 415,
+    InvalidInput: 422,
+    Unavailable: 503,
+}
+HEADERS_OF: Dict[type, Dict[str, str]] = {  # extra response headers of some domain errors
+    Unauthorized: {"WWW-Authenticate": "Bearer"},
+    ModelsLoading: {"Retry-After": "2"},
+    QueueFull: {"Retry-After": "1"},
+}
 _STATUS_CODES = {  # status -> code for errors raised by Starlette / FastAPI themselves
     400: "bad_request",
     401: "unauthorized",
@@ -47,29 +65,13 @@ _STATUS_CODES = {  # status -> code for errors raised by Starlette / FastAPI the
 }
 
 
-class ApiError(Exception):
-    """An error to report to the client: HTTP status, a stable code, a message saying what to fix.
+def _first_in_mro(table: Mapping[type, Any], error: ServeError, default: Any) -> Any:
+    return next((table[cls] for cls in type(error).__mro__ if cls in table), default)
 
-    Args:
-        status_code: HTTP status.
-        code: machine-readable snake_case code (``corrupt_image``, ``model_not_found``...).
-        message: what is wrong and, where useful, what to do instead.
-        headers: extra response headers (``Retry-After``, ``WWW-Authenticate``).
-        details: per-field errors (``[{"loc": [...], "msg": ..., "type": ...}]``).
-    """
 
-    def __init__(self, status_code: int, code: str, message: str,
-                 headers: Optional[Mapping[str, str]] = None,
-                 details: Optional[List[Dict[str, Any]]] = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-        self.details = details
-
-    def __repr__(self) -> str:
-        return f"ApiError({self.status_code}, {self.code!r}, {self.message!r})"
+def status_of(error: ServeError) -> int:
+    """The HTTP status of a domain error (its nearest class in ``STATUS_OF``; else 500)."""
+    return _first_in_mro(STATUS_OF, error, 500)
 
 
 def request_id_of(scope_or_request: Any) -> Optional[str]:
@@ -111,10 +113,10 @@ def validation_details(errors: Iterable[Mapping[str, Any]]) -> List[Dict[str, An
              "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))} for err in errors]
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, request_id_of(request),
-                          exc.headers, exc.details)
+async def _serve_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServeError)
+    return error_response(status_of(exc), exc.code, exc.message, request_id_of(request),
+                          _first_in_mro(HEADERS_OF, exc, None), exc.details)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -148,7 +150,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_exception_handlers(app: FastAPI) -> None:
     """Route every error type to the common JSON shape."""
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -55,8 +55,6 @@ class GalleryIndex:
     gallery: "Gallery"
     embeddings: torch.Tensor  # float32 (N, D), L2-normalised
     images: Tuple[str, ...]  # PNG data URL of each gallery image
-    mean: torch.Tensor  # (C, 1, 1): the model's normalisation, to show its view of an input
-    std: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.gallery)
@@ -75,10 +73,11 @@ class GalleryIndex:
                  for i, s in zip(row_ids, row_scores)]
                 for row_ids, row_scores in zip(ids.tolist(), scores.tolist())]
 
-    def model_views(self, batch: torch.Tensor) -> List[str]:
-        """Preprocessed inputs (N, C, H, W) as PNG data URLs: what the model was given."""
-        pixels = (batch.float().cpu() * self.std + self.mean).clamp(0, 1).mul(255).round()
-        return [png_data_url(image.to(torch.uint8)) for image in pixels]
+    @staticmethod
+    def model_views(batch: torch.Tensor) -> List[str]:
+        """The uint8 (N, C, H, W) inputs the model was given (resized, cropped, in its colour
+        mode; normalised only after this) as PNG data URLs."""
+        return [png_data_url(image) for image in batch]
 
 
 def load_gallery_index(handle: "ModelHandle") -> Optional[GalleryIndex]:
@@ -88,21 +87,17 @@ def load_gallery_index(handle: "ModelHandle") -> Optional[GalleryIndex]:
         ChecksumError, GalleryError: the gallery does not match SHA256SUMS or is unreadable.
     """
     from frossl_hub.gallery import read_gallery
-    from timm.data import resolve_data_config
 
     folder = model_folder(handle.model)
     gallery = read_gallery(folder) if folder is not None else None
     if gallery is None:
         return None
     started = time.perf_counter()
-    batch = torch.stack([handle.transform(_pil(image)) for image in gallery.images])
+    batch = torch.stack([handle.transform.to_uint8(_pil(image)) for image in gallery.images])
     size = handle.batcher.max_batch_size
     features = torch.cat([handle.forward(chunk)[0] for chunk in batch.split(size)])
-    data_cfg = resolve_data_config(pretrained_cfg=dict(handle.model.pretrained_cfg))
-    index = GalleryIndex(
-        gallery, F.normalize(features.float(), dim=1),
-        tuple(png_data_url(image) for image in gallery.images),
-        torch.tensor(data_cfg["mean"]).view(-1, 1, 1), torch.tensor(data_cfg["std"]).view(-1, 1, 1))
+    index = GalleryIndex(gallery, F.normalize(features.float(), dim=1),
+                         tuple(png_data_url(image) for image in gallery.images))
     _logger.info("model %s: gallery of %d %s images embedded in %.1f s", handle.name, len(index),
                  gallery.dataset, time.perf_counter() - started)
     return index

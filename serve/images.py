@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ApiError
+from .exceptions import InvalidInput, TooLarge, UnsupportedMedia
 
 __all__ = ["FORMATS", "decode_image", "preprocess_images"]
 
@@ -65,51 +65,53 @@ def decode_image(data: bytes, label: str, max_pixels: int) -> Image.Image:
         max_pixels: largest width*height accepted, checked before decoding.
 
     Raises:
-        ApiError: 422 empty/corrupt/truncated/zero-size/multi-frame, 415 not an image,
-            413 too many pixels.
+        InvalidInput: empty, corrupt, truncated, zero-size or multi-frame.
+        UnsupportedMedia: not an image in a supported format.
+        TooLarge: more than ``max_pixels`` pixels.
     """
     if not data:
-        raise ApiError(422, "empty_image", f"{label} is empty (0 bytes).")
+        raise InvalidInput(f"{label} is empty (0 bytes).", code="empty_image")
     fmt = _sniff(data)
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError:  # PIL's own limit, far above ours by default
-        raise ApiError(413, "image_too_large", f"{label} declares more pixels than can be "
-                       f"decoded safely; the limit is {max_pixels} pixels (width*height)."
-                       ) from None
+        raise TooLarge(f"{label} declares more pixels than can be "
+                       f"decoded safely; the limit is {max_pixels} pixels (width*height).",
+                       code="image_too_large") from None
     except UnidentifiedImageError:
         size = _header_size(data, fmt)
         if size is not None and 0 in size:
-            raise ApiError(422, "zero_size_image", f"{label} has zero width or height "
-                           f"({size[0]}x{size[1]}).") from None
+            raise InvalidInput(f"{label} has zero width or height "
+                               f"({size[0]}x{size[1]}).", code="zero_size_image") from None
         if fmt is not None:
-            raise ApiError(422, "corrupt_image", f"{label} looks like a {fmt} file but its "
-                           "header is corrupt or unsupported.") from None
-        raise ApiError(415, "unsupported_image", f"{label} is not an image in a supported "
-                       f"format ({', '.join(FORMATS)}).") from None
+            raise InvalidInput(f"{label} looks like a {fmt} file but its "
+                               "header is corrupt or unsupported.", code="corrupt_image") from None
+        raise UnsupportedMedia(f"{label} is not an image in a supported "
+                               f"format ({', '.join(FORMATS)}).",
+                               code="unsupported_image") from None
     except Exception as exc:  # plugins raise SyntaxError, ValueError, struct.error...
-        raise ApiError(422, "corrupt_image", f"{label} is a corrupt image: {exc}") from None
+        raise InvalidInput(f"{label} is a corrupt image: {exc}", code="corrupt_image") from None
     try:
         width, height = image.size
         if width < 1 or height < 1:
-            raise ApiError(422, "zero_size_image", f"{label} has zero width or height "
-                           f"({width}x{height}).")
+            raise InvalidInput(f"{label} has zero width or height "
+                               f"({width}x{height}).", code="zero_size_image")
         if width * height > max_pixels:
-            raise ApiError(413, "image_too_large", f"{label} is {width}x{height} = "
+            raise TooLarge(f"{label} is {width}x{height} = "
                            f"{width * height} pixels, over the limit of {max_pixels}; "
-                           "downscale it before sending.")
+                           "downscale it before sending.", code="image_too_large")
         try:
             frames = 1 if image.format in _SINGLE_FRAME_FORMATS else getattr(image, "n_frames", 1)
         except Exception as exc:
-            raise ApiError(422, "corrupt_image", f"{label} is a corrupt image: {exc}") from None
+            raise InvalidInput(f"{label} is a corrupt image: {exc}", code="corrupt_image") from None
         if frames > 1:
-            raise ApiError(422, "animated_image", f"{label} is animated or multi-frame "
-                           f"({frames} frames); send a single frame.")
+            raise InvalidInput(f"{label} is animated or multi-frame "
+                               f"({frames} frames); send a single frame.", code="animated_image")
         try:
             image.load()
         except Exception as exc:
-            raise ApiError(422, "corrupt_image", f"{label} is truncated or corrupt "
-                           f"({image.format}): {exc}") from None
+            raise InvalidInput(f"{label} is truncated or corrupt "
+                               f"({image.format}): {exc}", code="corrupt_image") from None
     except BaseException:
         image.close()
         raise
@@ -118,7 +120,8 @@ def decode_image(data: bytes, label: str, max_pixels: int) -> Image.Image:
 
 def preprocess_images(blobs: Sequence[bytes], labels: Sequence[str], max_pixels: int,
                       transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
-    """Decode, validate and transform the images of one request into an (N, C, H, W) batch.
+    """Decode, validate and transform the images of one request into an (N, C, H, W) batch
+    (uint8 with ``BatchTransform.to_uint8``: the batcher normalises whole batches).
 
     Fails on the first bad image, naming it.
     """
@@ -128,8 +131,9 @@ def preprocess_images(blobs: Sequence[bytes], labels: Sequence[str], max_pixels:
         try:
             tensors.append(transform(image))
         except (ValueError, OSError, TypeError) as exc:
-            raise ApiError(422, "unsupported_image_mode", f"{label} (mode {image.mode}) cannot "
-                           f"be converted for the model: {exc}") from None
+            raise InvalidInput(f"{label} (mode {image.mode}) cannot "
+                               f"be converted for the model: {exc}",
+                               code="unsupported_image_mode") from None
         finally:
             image.close()
     return torch.stack(tensors)

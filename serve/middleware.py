@@ -78,5 +78,5 @@ class RequestContextMiddleware:
             route = getattr(scope.get("route"), "path", None)
             path = route or ("unmatched" if status == 404 else scope.get("path", ""))
             method = scope.get("method", "")
-            self.metrics.requests.inc(route=path, method=method, status=str(status))
-            self.metrics.latency.observe(time.perf_counter() - t0, route=path, method=method)
+            self.metrics.requests.labels(route=path, method=method, status=str(status)).inc()
+            self.metrics.latency.labels(route=path, method=method).observe(time.perf_counter() - t0)

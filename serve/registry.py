@@ -4,20 +4,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
+from PIL import Image
 
 from frossl_hub.runtime import resolve_device
 
-from .batcher import BatcherClosedError, MicroBatcher, QueueFullError
+from .batcher import MicroBatcher
 from .config import ModelSpec, Settings
-from .errors import ApiError
+from .exceptions import ModelLoadFailed, ModelsLoading, QueueFull, UnknownModel
 from .gallery import GalleryIndex, load_gallery_index
 from .images import preprocess_images
 from .inputs import ImageRequest
@@ -28,7 +28,9 @@ __all__ = [
     "ModelHandle",
     "ModelRegistry",
     "describe_model",
+    "inference_threads_for",
     "preprocess_threads_for",
+    "resolve_backend_for",
     "resolve_device",
     "torch_threads_for",
 ]
@@ -39,16 +41,27 @@ LOADING, READY, FAILED = "loading", "ready", "failed"
 
 
 def _cores_per_worker(settings: Settings) -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // settings.workers)
+    from frossl_hub.backends import available_cores
+
+    return max(1, available_cores() // settings.workers)
+
+
+def resolve_backend_for(settings: Settings) -> str:
+    """``torch`` or ``onnxruntime``: what ``settings.backend`` means on ``settings.device``."""
+    from frossl_hub.backends import resolve_backend
+
+    return resolve_backend(settings.backend, resolve_device(settings.device))
+
+
+def inference_threads_for(settings: Settings) -> int:
+    """Intra-op threads of the forward pass: the CPU cores this process may use / workers."""
+    return settings.threads or _cores_per_worker(settings)
 
 
 def torch_threads_for(settings: Settings) -> int:
-    """Intra-op threads for the forward passes: the CPU cores this process may use / workers."""
-    return settings.torch_threads or _cores_per_worker(settings)
+    """torch's intra-op threads: the forward's when torch runs it; else 1, so torch's pool
+    (which only normalises batches and ranks scores then) never competes with ONNX Runtime's."""
+    return inference_threads_for(settings) if resolve_backend_for(settings) == "torch" else 1
 
 
 def preprocess_threads_for(settings: Settings) -> int:
@@ -81,7 +94,8 @@ def _catalog_entry(source: str) -> Any:
         return None
 
 
-def describe_model(name: str, source: str, model: torch.nn.Module) -> ModelInfo:
+def describe_model(name: str, source: str, model: torch.nn.Module, backend: str = "torch",
+                   device: Optional[str] = None) -> ModelInfo:
     """Card facts of a loaded model: catalog entry first, else the folder's config.json."""
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     config = _read_folder_config(model)
@@ -95,7 +109,6 @@ def describe_model(name: str, source: str, model: torch.nn.Module) -> ModelInfo:
     num_classes = int(getattr(model, "num_classes", 0) or 0)
     labels = cfg.get("label_names") or config.get("label_names")
     labels = [str(x) for x in labels] if labels and len(labels) == num_classes else None
-    param = next(model.parameters())
     return ModelInfo(
         name=name,
         source=source,
@@ -107,23 +120,31 @@ def describe_model(name: str, source: str, model: torch.nn.Module) -> ModelInfo:
         label_names=labels,
         input_size=[int(x) for x in cfg.get("input_size", (3, 224, 224))],
         metrics=metrics,
-        device=str(param.device),
+        backend=backend,
+        device=device or str(next(model.parameters()).device),
     )
 
 
 class ModelHandle:
-    """One served model: the network, its preprocessing, its batcher and its card facts."""
+    """One served model: its preprocessing, its forward pass (any backend), its batcher and its
+    card facts.
+
+    ``await run(request, max_pixels)`` serves a parsed request through the batcher;
+    ``infer(images)`` runs PIL images directly (start-up work such as a gallery).
+    """
 
     def __init__(self, name: str, source: str, model: torch.nn.Module, settings: Settings,
                  metrics: ServiceMetrics, executor: ThreadPoolExecutor) -> None:
-        from frossl_hub import get_transform
+        from frossl_hub.backends import make_runner
+        from frossl_hub.inference import BatchTransform
 
         self.name = name
         self.model = model.eval()
-        self.info = describe_model(name, source, model)
-        self.transform: Callable[[Any], torch.Tensor] = get_transform(model)
-        param = next(model.parameters())
-        self.device, self.dtype = param.device, param.dtype
+        self.transform = BatchTransform(model)
+        self.runner = make_runner(model, settings.backend, inference_threads_for(settings))
+        self.info = describe_model(name, source, model, self.runner.backend, self.runner.device)
+        metrics.model_info.labels(model=name, backend=self.runner.backend,
+                                  device=self.runner.device).set(1)
         self.has_head = self.info.num_classes > 0
         self.executor = executor  # shared by the registry's models
         self._decoding = 0  # images of admitted requests still being decoded
@@ -136,28 +157,27 @@ class ModelHandle:
         return self.info.label_names or [str(i) for i in range(self.info.num_classes)]
 
     def forward(self, batch: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Pooled embeddings (N, D) and linear-probe logits (N, K) from ONE backbone pass."""
-        model = self.model
-        with torch.inference_mode():
-            batch = batch.to(self.device, self.dtype, non_blocking=True)
-            features = model.forward_head(model.forward_features(batch), pre_logits=True)
-            if self.has_head:
-                logits = model.get_classifier()(features).float().cpu()
-            else:
-                logits = torch.empty(batch.shape[0], 0)
-            return features.float().cpu(), logits
+        """Pooled embeddings (N, D) and linear-probe logits (N, K) of a (N, C, H, W) uint8
+        batch: normalised at once, then ONE forward pass."""
+        return self.runner(self.transform.normalize(batch))
+
+    def infer(self, images: Sequence[Image.Image]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and logits of PIL images, outside the batcher (call it off the event loop)."""
+        return self.forward(torch.stack([self.transform.to_uint8(image) for image in images]))
 
     async def run(self, inputs: ImageRequest, max_pixels: int,
                   on_preprocessed: Optional[Callable[[torch.Tensor], None]] = None
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and logits for a request's images, in input order.
 
-        Decoding and preprocessing run in the registry's thread pool, the forward pass in
-        the batcher's thread (shared with concurrent requests); the event loop only waits.
-        ``on_preprocessed`` is handed the (N, C, H, W) batch the model is given.
+        Decoding and resizing run in the registry's thread pool, the forward pass in the
+        batcher's thread (shared with concurrent requests); the event loop only waits.
+        ``on_preprocessed`` is handed the (N, C, H, W) uint8 batch the model is given (at its
+        input size and colour mode, before normalisation).
 
         Raises:
-            ApiError: 4xx for a bad image, 503 when the queue is full or shutting down.
+            InvalidInput, UnsupportedMedia, TooLarge: a bad image.
+            QueueFull, ShuttingDown: no room for the images now.
         """
         count = len(inputs.images)
         self._check_room(count)  # refuse before decoding anything
@@ -165,33 +185,27 @@ class ModelHandle:
         try:
             batch = await asyncio.get_running_loop().run_in_executor(
                 self.executor, functools.partial(preprocess_images, inputs.images,
-                                                 inputs.labels, max_pixels, self.transform))
+                                                 inputs.labels, max_pixels,
+                                                 self.transform.to_uint8))
         finally:
             self._decoding -= count
         if on_preprocessed is not None:
             on_preprocessed(batch)
-        try:
-            features, logits = await self.batcher.submit(batch)
-        except QueueFullError as exc:
-            raise ApiError(503, "queue_full", str(exc), {"Retry-After": "1"}) from None
-        except BatcherClosedError as exc:
-            raise ApiError(503, "shutting_down", str(exc)) from None
-        return features, logits
+        return await self.batcher.submit(batch)
 
     def _check_room(self, count: int) -> None:
-        """503 unless ``count`` more images fit in max_queue, counting those being decoded."""
+        """QueueFull unless ``count`` more images fit in max_queue, counting those being decoded."""
         batcher = self.batcher
         pending = self._decoding + batcher.queued
         if pending + count > batcher.max_queue:
             if batcher.metrics:
-                batcher.metrics.rejected.inc(model=self.name)
-            raise ApiError(503, "queue_full", f"model {self.name} has {pending} images pending "
-                           f"(max_queue {batcher.max_queue}); retry shortly.",
-                           {"Retry-After": "1"})
+                batcher.metrics.rejected.labels(model=self.name).inc()
+            raise QueueFull(f"model {self.name} has {pending} images pending (max_queue "
+                            f"{batcher.max_queue}); retry shortly.")
 
     def warm_up(self) -> None:
         """One tiny forward pass so the first request does not pay for lazy initialisation."""
-        self.forward(torch.zeros(1, *self.info.input_size))
+        self.forward(torch.zeros(1, *self.info.input_size, dtype=torch.uint8))
 
     def start(self) -> "ModelHandle":
         self.batcher.start()
@@ -297,19 +311,19 @@ class ModelRegistry:
         return self.state == READY
 
     def require_ready(self) -> None:
-        """Raise a 503 unless every model is loaded."""
+        """Raise ModelsLoading or ModelLoadFailed unless every model is loaded."""
         if self.state == LOADING:
-            raise ApiError(503, "models_loading", "models are still loading; retry shortly "
-                           "(GET /healthz turns 200 when ready).", {"Retry-After": "2"})
+            raise ModelsLoading("models are still loading; retry shortly (GET /healthz turns "
+                                "200 when ready).")
         if self.state == FAILED:
-            raise ApiError(503, "model_load_failed", f"model loading failed: {self.error}; see "
-                           "the server log.")
+            raise ModelLoadFailed(f"model loading failed: {self.error}; see the server log.")
 
     def get(self, name: Optional[str] = None) -> ModelHandle:
         """The handle for a requested model name (None: the default model).
 
         Raises:
-            ApiError: 503 while loading, 404 for an unknown name (listing the served ones).
+            ModelsLoading, ModelLoadFailed: not ready.
+            UnknownModel: the service has no such model (the message lists the served ones).
         """
         self.require_ready()
         key = self.default_name if name is None or not str(name).strip() else str(name).strip()
@@ -320,8 +334,8 @@ class ModelRegistry:
                     handle = self.handles.get(spec.name)
                     break
         if handle is None:
-            raise ApiError(404, "model_not_found", f"unknown model {name!r}; this service "
-                           f"serves: {', '.join(sorted(self.handles))}.")
+            raise UnknownModel(f"unknown model {name!r}; this service serves: "
+                               f"{', '.join(sorted(self.handles))}.")
         return handle
 
     def infos(self) -> List[ModelInfo]:

@@ -118,6 +118,7 @@ class ModelInfo(BaseModel):
     label_names: Optional[List[str]]
     input_size: List[int]
     metrics: Dict[str, Any]
+    backend: str = Field(description="What runs the forward pass: torch or onnxruntime.")
     device: str
 
 

@@ -18,11 +18,11 @@ from typing import List
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 TIMEOUT_S = 600  # generous: a loaded CI machine; the tiny settings take seconds when idle
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(TIMEOUT_S + 60)]
 
 
 def run_script(name: str, args: List[str]) -> str:
@@ -61,12 +61,25 @@ def test_loss_speed_reference_agrees() -> None:
     assert "same loss values and gradients in every row: yes" in out, out
 
 
-def test_serve_throughput_starts_measures_and_stops_the_server() -> None:
-    out = run_script("serve_throughput.py", ["--clients", "1,2", "--requests", "4", "--seconds", "60",
-                                             "--raw-batches", "1,2", "--raw-seconds", "0.1",
-                                             "--server-args=--torch-threads 1"])
-    assert "service / raw at saturation" in out and "p99 / p50 latency at 2 clients" in out, out
+def test_serve_throughput_measures_ours_and_the_peers_against_the_goals() -> None:
+    out = run_script("serve_throughput.py", ["--servers", "ours,litserve,fastapi", "--connections", "1,2",
+                                             "--images", "1", "--seconds", "1", "--warmup-seconds", "0.5",
+                                             "--raw-batches", "1,2", "--raw-seconds", "0.1", "--threads", "1"])
+    assert "load generator: " in out and "best raw onnxruntime: " in out and "best raw torch: " in out, out
+    for server in ("ours", "fastapi"):
+        assert f"\n{server} " in out, out  # a row in the servers table
+    assert "\nlitserve " in out or "litserve: skipped (litserve is not installed" in out, out
+    assert "ours / LitServe requests/s, 2 connections, 1 image = " in out, out
+    assert "ONNX Runtime / PyTorch forward at batch 1 = " in out, out
     assert "requests failed" not in out and "traceback" not in out.lower(), out
+
+
+def test_request_path_prints_each_stage_before_and_after() -> None:
+    out = run_script("request_path.py", ["--repeats", "3", "--images", "1"])
+    for stage in ("JSON to objects", "validate fields, base64 to bytes", "decode (PNG, checks)", "preprocess",
+                  "respond (top-5, JSON bytes)", "all stages outside the forward"):
+        assert stage in out, out
+    assert "whole request in-process, client included (onnxruntime backend): " in out, out
 
 
 def test_embed_throughput_names_its_bound() -> None:

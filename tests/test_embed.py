@@ -133,6 +133,24 @@ def test_transparent_pixels_are_shown_on_white(rgb_model):
 # --- frossl_hub.embed ---------------------------------------------------------------------------
 
 
+BATCH_SIZES = [(32, 32), (40, 50), (90, 17), (33, 31)]  # the input size, larger, thin, odd
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "CMYK", "I;16"])
+@pytest.mark.parametrize("grey", [False, True], ids=["rgb-model", "grey-model"])
+def test_batch_transform_equals_the_per_image_transform(rgb_model, grey_model_dir, mode, grey):
+    from frossl_hub.inference import BatchTransform
+
+    target = grey_model_dir if grey else rgb_model
+    rng = np.random.default_rng(5)
+    images = []
+    for h, w in BATCH_SIZES:
+        image = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        images.append(image.convert("L").convert(mode) if mode == "I;16" else image.convert(mode))
+    expected = torch.stack([frossl_hub.get_transform(target)(image) for image in images])
+    torch.testing.assert_close(BatchTransform(target)(images), expected, atol=1e-6, rtol=0)
+
+
 def test_embed_gives_n_by_512_float32(rgb_model):
     images = [Image.new("RGB", (32, 32), (i * 40, 0, 0)) for i in range(5)]
     out = frossl_hub.embed(rgb_model, images, batch_size=2)

@@ -58,7 +58,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     here: the service embeds the gallery of preloaded models before it starts."""
     plain = publish_tiny_model(tmp_path_factory.mktemp("neighbours") / "plain")
     settings = Settings(models=(ModelSpec(BUNDLED, BUNDLED), ModelSpec("plain", str(plain))),
-                        torch_threads=1)
+                        threads=1)
     models = {BUNDLED: frossl_hub.load(BUNDLED), "plain": frossl_hub.load(plain)}
     with TestClient(create_app(settings, models)) as test_client:
         yield test_client
@@ -157,7 +157,7 @@ def test_neighbours_of_a_non_image_name_the_problem(client) -> None:
 
 def test_neighbours_need_the_api_key_like_every_v1_route(small_gallery_folder) -> None:
     settings = Settings(models=(ModelSpec("small", str(small_gallery_folder)),), api_key=API_KEY,
-                        torch_threads=1)
+                        threads=1)
     blob = png(np.zeros((28, 28), np.uint8))
     models = {"small": frossl_hub.load(small_gallery_folder)}
     with TestClient(create_app(settings, models)) as keyed:
@@ -184,7 +184,7 @@ def tampered_folder(small_gallery_folder: Path, tmp_path: Path) -> Path:
 
 
 def test_a_tampered_gallery_fails_the_model_load(tampered_folder) -> None:
-    settings = Settings(models=(ModelSpec("bad", str(tampered_folder)),), torch_threads=1)
+    settings = Settings(models=(ModelSpec("bad", str(tampered_folder)),), threads=1)
     with TestClient(create_app(settings)) as bad:  # loads in the background
         health = bad.get("/healthz")
         while health.json()["error"]["code"] == "models_loading":

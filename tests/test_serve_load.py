@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
 import socket
 import time
@@ -24,12 +23,10 @@ from PIL import Image
 import frossl_hub
 from frossl_hub.hub import model_config, save_pretrained
 from frossl_hub.models import pretrained_cfg_for
+from serve_helpers import sample, serving
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-
-from benchmarks import _common  # noqa: E402  (server start-up helpers shared with the benchmark)
 CLIENTS = 64
 MAX_BYTES = 256 * 1024
 MAX_IMAGES = 8  # given to the server through FROSSL_SERVE_MAX_IMAGES, not a flag
@@ -50,11 +47,6 @@ def _reference(model: torch.nn.Module, blobs: List[bytes]) -> torch.Tensor:
     return frossl_hub.embed(model, [Image.open(io.BytesIO(b)) for b in blobs])
 
 
-def _metric(text: str, prefix: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(prefix))
-
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
@@ -72,14 +64,10 @@ def model(model_dir: Path) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_path = tmp_path_factory.mktemp("server") / "server.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", FROSSL_SERVE_MAX_IMAGES=str(MAX_IMAGES),
-               FROSSL_SERVE_MAX_BYTES=str(MAX_BYTES))
-    env.pop("FROSSL_API_KEY", None)
-    args = ["--model", f"tiny={model_dir}", "--max-batch-size", "16", "--log-level", "warning"]
-    with _common.running_server(args, env, log_path, timeout=90, poll_s=0.1) as url:
+    env = dict(FROSSL_SERVE_MAX_IMAGES=str(MAX_IMAGES), FROSSL_SERVE_MAX_BYTES=str(MAX_BYTES))
+    with serving(["--model", f"tiny={model_dir}", "--max-batch-size", "16"],
+                 tmp_path_factory.mktemp("server") / "server.log", env) as url:
         yield url
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 
 async def _concurrent_embeddings(url: str, blobs: List[bytes]) -> List[httpx.Response]:
@@ -122,21 +110,22 @@ def test_concurrent_clients_each_get_their_own_single_request_result(
     torch.testing.assert_close(got, _reference(model, burst["blobs"]), atol=1e-5, rtol=1e-5)
 
 
+def _grew(burst: Dict[str, Any], name: str, **labels: str) -> float:
+    return sample(burst["after"], name, **labels) - sample(burst["before"], name, **labels)
+
+
 def test_concurrent_clients_share_batches(burst: Dict[str, Any]) -> None:
-    singles = 'frossl_batch_size_bucket{model="tiny",le="1"}'
-    total = 'frossl_batch_size_count{model="tiny"}'
-    batches = _metric(burst["after"], total) - _metric(burst["before"], total)
-    single_batches = _metric(burst["after"], singles) - _metric(burst["before"], singles)
+    batches = _grew(burst, "frossl_batch_size_count", model="tiny")
+    single_batches = _grew(burst, "frossl_batch_size_bucket", model="tiny", le="1.0")
     assert 0 < batches < CLIENTS  # 64 images in fewer forward passes
     assert single_batches < batches  # some batches held more than one image
 
 
 def test_metrics_count_the_burst(burst: Dict[str, Any]) -> None:
-    ok = 'frossl_http_requests_total{route="/v1/embeddings",method="POST",status="200"}'
-    images = 'frossl_images_processed_total{model="tiny"}'
-    assert _metric(burst["after"], ok) - _metric(burst["before"], ok) == CLIENTS
-    assert _metric(burst["after"], images) - _metric(burst["before"], images) == CLIENTS
-    assert 'frossl_queue_depth{model="tiny"} 0' in burst["after"]
+    assert _grew(burst, "frossl_http_requests_total", route="/v1/embeddings", method="POST",
+                 status="200") == CLIENTS
+    assert _grew(burst, "frossl_images_processed_total", model="tiny") == CLIENTS
+    assert sample(burst["after"], "frossl_queue_depth", model="tiny") == 0
 
 
 def test_bad_inputs_leave_the_server_serving(server: str, model: torch.nn.Module) -> None:
@@ -148,6 +137,7 @@ def test_bad_inputs_leave_the_server_serving(server: str, model: torch.nn.Module
         dict(files=_files(*[_png(i) for i in range(MAX_IMAGES + 1)])),
         dict(json={"images": ["%%%"]}),
         dict(content=b"{", headers={"content-type": "application/json"}),
+        dict(content=b"[" * 100_000, headers={"content-type": "application/json"}),
         dict(content=header, headers={"content-type": "image/png"}),
     ]
     with httpx.Client(base_url=server, timeout=30) as client:
@@ -178,3 +168,30 @@ def test_client_dropping_mid_upload_leaves_the_server_serving(server: str) -> No
                      b'{"images": ["')
     time.sleep(0.2)
     assert httpx.get(server + "/healthz").status_code == 200
+
+
+def _wait_all_workers_ready(url: str, in_a_row: int = 12, timeout: float = 300) -> None:
+    """/healthz on new connections until ``in_a_row`` answers are 200 (each worker is ready)."""
+    deadline, good = time.monotonic() + timeout, 0
+    while good < in_a_row:
+        assert time.monotonic() < deadline, "the workers did not all become ready"
+        ok = httpx.get(url + "/healthz", headers={"Connection": "close"}).status_code == 200
+        good = good + 1 if ok else 0
+        if not ok:
+            time.sleep(0.2)
+
+
+def test_workers_report_one_set_of_metrics(model_dir: Path, tmp_path: Path) -> None:
+    """--workers 2: whichever worker answers /metrics counts the requests both served."""
+    blobs = [_png(2000 + i) for i in range(16)]
+    with serving(["--model", f"tiny={model_dir}", "--workers", "2"], tmp_path / "log") as url:
+        _wait_all_workers_ready(url)
+        responses = asyncio.run(_concurrent_embeddings(url, blobs))  # 16 connections, both workers
+        texts = [httpx.get(url + "/metrics", headers={"Connection": "close"}).text
+                 for _ in range(4)]
+    assert [r.status_code for r in responses] == [200] * len(blobs)
+    for text in texts:
+        assert sample(text, "frossl_http_requests_total", route="/v1/embeddings",
+                      status="200") == len(blobs)
+        assert sample(text, "frossl_images_processed_total", model="tiny") == len(blobs)
+        assert sample(text, "frossl_model_info", model="tiny", backend="onnxruntime") == 1

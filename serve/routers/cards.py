@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from ..dependencies import ready_registry, require_api_key
-from ..errors import ERROR_RESPONSES, ApiError
+from ..errors import ERROR_RESPONSES
+from ..exceptions import NotFound
 from ..gallery import model_folder
 from ..registry import ModelHandle, ModelRegistry, _read_folder_config
 from ..schemas import CardSummary
@@ -54,6 +55,6 @@ async def get_plot(name: str, filename: str,
     handle = registry.get(name)
     plots = _plots(handle)
     if filename not in plots:
-        raise ApiError(404, "plot_not_found", f"model {handle.name} has no plot {filename!r}; it "
-                       f"has: {', '.join(plots) or 'none'}.")
+        raise NotFound(f"model {handle.name} has no plot {filename!r}; it has: "
+                       f"{', '.join(plots) or 'none'}.", code="plot_not_found")
     return FileResponse(plots[filename], media_type="image/png")

@@ -1,4 +1,9 @@
-"""GET /healthz: 200 once every model is loaded, 503 while loading or after a failed load."""
+"""Probes for load balancers and orchestrators, open even when the service has an API key.
+
+``GET /livez`` (liveness): 200 as long as the process answers, also while models load, so an
+orchestrator does not restart a pod that is still loading. ``GET /healthz`` (readiness): 200
+once every model is loaded, 503 while loading or after a failed load.
+"""
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -9,12 +14,19 @@ from ..dependencies import get_registry
 from ..errors import ERROR_RESPONSES
 from ..registry import ModelRegistry
 
-router = APIRouter(tags=["health"], responses={503: ERROR_RESPONSES[503]})
+router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Readiness: 200 once the models are loaded")
+@router.get("/livez", summary="Liveness: 200 while the process answers")
+async def livez(registry: ModelRegistry = Depends(get_registry)) -> Dict[str, Any]:
+    """Restart the service only when this fails; it stays 200 while models load."""
+    return {"status": "alive", "models": registry.state}
+
+
+@router.get("/healthz", summary="Readiness: 200 once the models are loaded",
+            responses={503: ERROR_RESPONSES[503]})
 async def healthz(registry: ModelRegistry = Depends(get_registry)) -> Dict[str, Any]:
-    """Open even when the service has an API key, for load balancers and orchestrators."""
+    """Send traffic only when this is 200."""
     registry.require_ready()
     return {"status": "ok", "models": [spec.name for spec in registry.specs],
             "default": registry.default_name}

@@ -6,14 +6,15 @@ from typing import List
 
 import torch
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 
 from ..config import Settings
 from ..dependencies import get_settings, ready_registry, require_api_key, requested_model
-from ..errors import ERROR_RESPONSES, IMAGE_ERROR_RESPONSES, ApiError
+from ..errors import ERROR_RESPONSES, IMAGE_ERROR_RESPONSES
+from ..exceptions import InvalidInput
 from ..gallery import GalleryIndex
 from ..inputs import ImageRequest, read_image_request
 from ..registry import ModelHandle, ModelRegistry
+from ..responses import NumpyJSONResponse
 from ..schemas import NeighbourOptions, NeighbourRequest, NeighbourResponse, request_body
 
 router = APIRouter(prefix="/v1", tags=["neighbours"], dependencies=[Depends(require_api_key)],
@@ -35,12 +36,13 @@ async def neighbour_model(registry: ModelRegistry = Depends(ready_registry),  # 
 def _gallery(handle: ModelHandle, inputs: ImageRequest) -> GalleryIndex:
     index = handle.gallery
     if index is None:
-        raise ApiError(422, "no_gallery", f"model {handle.name} has no gallery; publish it with "
-                       "`python -m train.publish RUN_DIR --gallery N` or use /v1/predictions.")
+        raise InvalidInput(f"model {handle.name} has no gallery; publish it with `python -m "
+                           "train.publish RUN_DIR --gallery N` or use /v1/predictions.",
+                           code="no_gallery")
     k = inputs.options.k
     if k > len(index):
-        raise ApiError(422, "invalid_request", f"k: must be in 1..{len(index)} (the gallery "
-                       f"size of model {handle.name}), got {k}.")
+        raise InvalidInput(f"k: must be in 1..{len(index)} (the gallery size of model "
+                           f"{handle.name}), got {k}.")
     return index
 
 
@@ -48,7 +50,7 @@ def _gallery(handle: ModelHandle, inputs: ImageRequest) -> GalleryIndex:
              openapi_extra=request_body(NeighbourRequest, NeighbourOptions))
 async def find_neighbours(handle: ModelHandle = Depends(neighbour_model),
                           inputs: ImageRequest = Depends(neighbour_inputs),
-                          settings: Settings = Depends(get_settings)) -> JSONResponse:
+                          settings: Settings = Depends(get_settings)) -> NumpyJSONResponse:
     """The ``k`` images of the model's gallery (real test images of its data set, embedded at
     start-up) most cosine-similar to each posted image, with their true labels and PNGs,
     and each posted image as the model saw it. Same inputs as /v1/embeddings."""
@@ -58,7 +60,7 @@ async def find_neighbours(handle: ModelHandle = Depends(neighbour_model),
     nearest = index.nearest(features, inputs.options.k)
     views = await asyncio.get_running_loop().run_in_executor(  # PNG encoding: off the loop
         handle.executor, index.model_views, batches[0])
-    return JSONResponse({
+    return NumpyJSONResponse({
         "model": handle.name,
         "gallery": index.describe(),
         "data": [{"index": i, "input_image": view, "neighbours": items}

@@ -1,20 +1,13 @@
-"""Unit-level tests of the service (serve/): FastAPI's TestClient, settings, batcher, CLI.
+"""The HTTP API of the service (serve/): routes, inputs, errors, API key and metrics, through
+FastAPI's TestClient on the real app with real (tiny) models.
 
-The end-to-end tests against a real ``python -m serve`` process are in test_serve_load.py.
+The micro-batcher alone is in test_serve_batcher.py, settings and the command line in
+test_serve_settings.py, a real ``python -m serve`` process under load in test_serve_load.py.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
-import struct
-import subprocess
-import sys
-import threading
-import time
-import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional
 
 import httpx
 import numpy as np
@@ -26,108 +19,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import frossl_hub
-from frossl_hub.hub import model_config, save_pretrained
+import serve.exceptions
 from frossl_hub.models import pretrained_cfg_for
 from serve.app import create_app
-from serve.batcher import MicroBatcher, QueueFullError
-from serve.config import ConfigError, ModelSpec, Settings, parse_settings
-from serve.errors import install_exception_handlers
-from serve.metrics import ServiceMetrics
-
-REPO = Path(__file__).resolve().parents[1]
-FOLDER_METRICS = {"linear_top1": 11.0, "knn_top1": 12.5}  # what the tiny model's config.json claims
-LIMITS = dict(max_images=4, max_bytes=64 * 1024, max_pixels=256 * 256, max_queue=64,
-              max_batch_size=8)
-API_KEY = "s3cret-key-for-tests"
-
-
-# ---------------------------------------------------------------------------------------------
-# helpers
-
-
-def publish_tiny(folder: Path, seed: int = 0) -> Path:
-    """A random-init published CIFAR-10 model folder (ResNet18, 32 px)."""
-    torch.manual_seed(seed)
-    spec = frossl_hub.get_dataset_spec("cifar10")
-    model = timm.create_model("frossl_resnet18_cifar", num_classes=10,
-                              pretrained_cfg_overlay=pretrained_cfg_for(spec))
-    config = model_config(model, frossl={"dataset": "cifar10", "metrics": FOLDER_METRICS})
-    return save_pretrained(model.state_dict(), folder, config)
-
-
-def noise(seed: int, size=(32, 32), mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
-    return image if mode == "RGB" else image.convert(mode)
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **kwargs: Any) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, fmt, **kwargs)
-    return buf.getvalue()
-
-
-def png(seed: int, size=(32, 32)) -> bytes:
-    return encode(noise(seed, size))
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that is only a (valid) header: decoding its pixels would fail."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
-def files(*blobs: bytes) -> List[Any]:
-    return [("file", (f"img{i}.png", blob, "application/octet-stream"))
-            for i, blob in enumerate(blobs)]
-
-
-def b64(blob: bytes) -> str:
-    return base64.b64encode(blob).decode("ascii")
-
-
-def reference(model: torch.nn.Module, blobs: List[bytes], normalize: bool = False) -> torch.Tensor:
-    """What frossl_hub.embed gives for the same image files."""
-    return frossl_hub.embed(model, [Image.open(io.BytesIO(b)) for b in blobs], normalize=normalize)
-
-
-def embeddings_of(response: Any) -> torch.Tensor:
-    assert response.status_code == 200, response.text
-    data = response.json()["data"]
-    assert [d["index"] for d in data] == list(range(len(data)))
-    return torch.tensor([d["embedding"] for d in data])
-
-
-def assert_error(response: Any, status: int, code: str) -> Dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code, body
-    assert body["error"]["message"], body
-    return body["error"]
-
-
-def wait_ready(client: TestClient, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get("/healthz")
-        if response.status_code == 200 or time.monotonic() > deadline:
-            return response
-        if response.json()["error"]["code"] == "model_load_failed":
-            return response
-        time.sleep(0.05)
-
-
-def run_cli(*args: str, env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
-    import os
-
-    full_env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
-    full_env.pop("FROSSL_HUB_DIR", None)
-    return subprocess.run([sys.executable, "-m", "serve", *args], cwd=REPO, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+from serve.config import ModelSpec, Settings
+from serve.errors import install_exception_handlers, status_of
+from serve_helpers import (API_KEY, FOLDER_METRICS, LIMITS, assert_error, b64, embeddings_of,
+                           encode, files, noise, png, png_header, publish_tiny, reference,
+                           sample, wait_ready)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +76,26 @@ def test_healthz_is_503_while_models_load(tiny_dir: Path) -> None:
         assert wait_ready(test_client).status_code == 200
 
 
+def test_livez_is_200_while_models_load_and_after(tiny_dir: Path) -> None:
+    settings = Settings(models=(ModelSpec("tiny", str(tiny_dir)),))
+    with TestClient(create_app(settings)) as test_client:
+        loading = test_client.get("/livez")
+        assert loading.status_code == 200 and loading.json() == {"status": "alive",
+                                                                 "models": "loading"}
+        wait_ready(test_client)
+        assert test_client.get("/livez").json()["models"] == "ready"
+
+
+def test_livez_stays_200_when_loading_fails(tmp_path: Path, tiny_dir: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((tiny_dir / "config.json").read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with TestClient(create_app(Settings(models=(ModelSpec("b", str(broken)),)))) as test_client:
+        wait_ready(test_client)
+        assert test_client.get("/livez").json() == {"status": "alive", "models": "failed"}
+
+
 def test_inference_is_503_while_models_load(tiny_dir: Path) -> None:
     settings = Settings(models=(ModelSpec("tiny", str(tiny_dir)),))
     with TestClient(create_app(settings)) as test_client:
@@ -206,6 +125,7 @@ def test_models_lists_card_facts_limits_and_batching(client: TestClient) -> None
     assert card["label_names"] == list(frossl_hub.get_dataset_spec("cifar10").label_names)
     assert card["input_size"] == [3, 32, 32]
     assert card["metrics"] == FOLDER_METRICS  # from config.json "frossl" -> "metrics"
+    assert card["backend"] == "onnxruntime" and card["device"] == "cpu"  # auto on the CPU
     assert body["limits"] == {"max_images_per_request": 4, "max_bytes": 64 * 1024,
                               "max_pixels": 256 * 256}
     assert body["batching"] == {"max_batch_size": 8, "max_wait_ms": 0.0, "max_queue": 64}
@@ -222,13 +142,26 @@ def test_models_reads_catalog_metrics_for_catalog_names(
     assert card["metrics"] == frossl_hub.get_entry(name).metrics
 
 
+def test_backend_torch_is_served_and_reported(tiny_model: torch.nn.Module) -> None:
+    blobs = [png(31)]
+    with TestClient(create_app(Settings(backend="torch"), models={"t": tiny_model})) as test_client:
+        (card,) = test_client.get("/v1/models").json()["data"]
+        response = test_client.post("/v1/embeddings", files=files(*blobs))
+        text = test_client.get("/metrics").text
+    assert card["backend"] == "torch"
+    assert sample(text, "frossl_model_info", model="t", backend="torch", device="cpu") == 1
+    torch.testing.assert_close(embeddings_of(response), reference(tiny_model, blobs),
+                               atol=1e-4, rtol=0)
+
+
 def test_one_model_by_name(client: TestClient) -> None:
     assert client.get("/v1/models/tiny").json()["embedding_dim"] == 512
 
 
 def test_openapi_documents_every_route_and_both_encodings(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert {"/healthz", "/v1/models", "/v1/embeddings", "/v1/predictions", "/metrics"} <= set(
+    assert {"/livez", "/healthz", "/v1/models", "/v1/embeddings", "/v1/predictions",
+            "/metrics"} <= set(
         spec["paths"])
     body = spec["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(body)
@@ -261,6 +194,19 @@ def test_embeddings_accept_data_urls(client: TestClient, tiny_model: torch.nn.Mo
     response = client.post("/v1/embeddings",
                            json={"images": ["data:image/png;base64," + b64(blob)]})
     torch.testing.assert_close(embeddings_of(response), reference(tiny_model, [blob]),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_embeddings_accept_wrapped_and_url_safe_base64(client: TestClient,
+                                                       tiny_model: torch.nn.Module) -> None:
+    import base64
+
+    blob = png(32)
+    plain = base64.b64encode(blob).decode()
+    wrapped = "\n".join(plain[i:i + 76] for i in range(0, len(plain), 76))
+    url_safe = base64.urlsafe_b64encode(blob).decode()
+    response = client.post("/v1/embeddings", json={"images": [wrapped, url_safe]})
+    torch.testing.assert_close(embeddings_of(response), reference(tiny_model, [blob, blob]),
                                atol=1e-5, rtol=1e-5)
 
 
@@ -437,6 +383,15 @@ def test_bad_input_gets_a_clear_4xx(case: str, client: TestClient) -> None:
     assert "Traceback" not in error["message"]
 
 
+def test_json_nested_100000_levels_deep_is_a_400(tiny_model: torch.nn.Module) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    settings = Settings(max_bytes=len(body) + 1)
+    with TestClient(create_app(settings, models={"tiny": tiny_model})) as test_client:
+        response = test_client.post("/v1/embeddings", content=body,
+                                    headers={"content-type": "application/json"})
+    assert "not valid JSON" in assert_error(response, 400, "malformed_json")["message"]
+
+
 def test_multi_frame_error_asks_for_a_single_frame(client: TestClient) -> None:
     error = assert_error(client.post("/v1/embeddings", files=files(_animated_gif())), 422,
                          "animated_image")
@@ -488,7 +443,7 @@ def test_internal_error_is_a_500_with_request_id_and_no_traceback() -> None:
     broken = timm.create_model("frossl_resnet18_cifar", num_classes=10, in_chans=1,
                                pretrained_cfg_overlay=pretrained_cfg_for(spec)).eval()
     assert broken.pretrained_cfg["input_size"][0] == 3
-    with TestClient(create_app(Settings(), models={"broken": broken}),
+    with TestClient(create_app(Settings(backend="torch"), models={"broken": broken}),
                     raise_server_exceptions=False) as test_client:
         response = test_client.post("/v1/embeddings", files=files(png(1)))
         error = assert_error(response, 500, "internal_error")
@@ -550,205 +505,43 @@ def test_api_key_guards_inference_and_metrics(keyed_client: TestClient) -> None:
     assert_error(keyed_client.get("/metrics"), 401, "unauthorized")
 
 
-def test_healthz_stays_open_with_an_api_key(keyed_client: TestClient) -> None:
+def test_probes_stay_open_with_an_api_key(keyed_client: TestClient) -> None:
     assert keyed_client.get("/healthz").status_code == 200
+    assert keyed_client.get("/livez").status_code == 200
 
 
 # ---------------------------------------------------------------------------------------------
 # metrics
 
 
-def _sample(text: str, prefix: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(prefix))
-
-
 def test_metrics_count_requests_by_route_and_status(client: TestClient) -> None:
-    ok = 'frossl_http_requests_total{route="/v1/embeddings",method="POST",status="200"}'
-    bad = 'frossl_http_requests_total{route="/v1/embeddings",method="POST",status="415"}'
+    route = dict(route="/v1/embeddings", method="POST")
     before = client.get("/metrics").text
     client.post("/v1/embeddings", files=files(png(1)))
     client.post("/v1/embeddings", content=b"x", headers={"content-type": "text/plain"})
     after = client.get("/metrics")
     assert after.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert _sample(after.text, ok) == _sample(before, ok) + 1
-    assert _sample(after.text, bad) == _sample(before, bad) + 1
+    for status in ("200", "415"):
+        assert (sample(after.text, "frossl_http_requests_total", status=status, **route)
+                == sample(before, "frossl_http_requests_total", status=status, **route) + 1)
 
 
-def test_metrics_expose_latency_batches_queue_and_images(client: TestClient) -> None:
+def test_metrics_expose_latency_batches_queue_images_and_backend(client: TestClient) -> None:
     client.post("/v1/embeddings", files=files(png(1), png(2)))
     text = client.get("/metrics").text
-    assert ('frossl_http_request_duration_seconds_bucket'
-            '{route="/v1/embeddings",method="POST",le="+Inf"}') in text
-    assert 'frossl_batch_size_bucket{model="tiny",le="+Inf"}' in text
-    assert 'frossl_queue_depth{model="tiny"} 0' in text
-    assert _sample(text, 'frossl_images_processed_total{model="tiny"}') >= 2
+    assert sample(text, "frossl_http_request_duration_seconds_bucket", route="/v1/embeddings",
+                  method="POST", le="+Inf") >= 1
+    assert sample(text, "frossl_batch_size_bucket", model="tiny", le="+Inf") >= 1
+    assert 'frossl_queue_depth{model="tiny"} 0.0' in text
+    assert sample(text, "frossl_images_processed_total", model="tiny") >= 2
+    assert sample(text, "frossl_model_info", model="tiny", backend="onnxruntime", device="cpu") == 1
 
 
 # ---------------------------------------------------------------------------------------------
-# the micro-batcher on its own
+# domain errors: one status each, in serve/errors.py
 
 
-def test_batcher_splits_a_large_request_and_keeps_row_order() -> None:
-    metrics = ServiceMetrics()
-    batcher = MicroBatcher(lambda x: (x * 2,), "m", max_batch_size=4, metrics=metrics).start()
-    try:
-        rows = torch.arange(10.0).reshape(10, 1)
-        (out,) = asyncio.run(batcher.submit(rows))
-    finally:
-        batcher.close()
-    assert torch.equal(out, rows * 2)
-    sizes = metrics.batch_size.snapshot(model="m")
-    assert sizes[2.0] == 1 and sizes[4.0] == 3  # batches of 4, 4 and 2
-
-
-def test_batcher_merges_concurrent_requests_into_one_forward() -> None:
-    release = threading.Event()
-    seen: List[int] = []
-
-    def forward(batch: torch.Tensor):
-        seen.append(batch.shape[0])
-        release.wait(10)
-        return (batch + 1,)
-
-    batcher = MicroBatcher(forward, "m", max_batch_size=8).start()
-
-    async def scenario():
-        first = asyncio.ensure_future(batcher.submit(torch.zeros(1, 1)))
-        while not seen:  # the worker is now blocked inside the first forward
-            await asyncio.sleep(0.005)
-        rest = [asyncio.ensure_future(batcher.submit(torch.full((1, 1), float(i))))
-                for i in range(1, 4)]
-        while batcher.queued < 3:
-            await asyncio.sleep(0.005)
-        release.set()
-        return await asyncio.gather(first, *rest)
-
-    try:
-        results = asyncio.run(scenario())
-    finally:
-        release.set()
-        batcher.close()
-    assert seen == [1, 3]
-    assert [r[0].item() for r in results] == [1.0, 2.0, 3.0, 4.0]
-
-
-def test_batcher_refuses_work_when_the_queue_is_full() -> None:
-    release = threading.Event()
-    started = threading.Event()
-
-    def forward(batch: torch.Tensor):
-        started.set()
-        release.wait(10)
-        return (batch,)
-
-    batcher = MicroBatcher(forward, "m", max_batch_size=1, max_queue=2).start()
-
-    async def scenario():
-        running = asyncio.ensure_future(batcher.submit(torch.zeros(1, 1)))
-        while not started.is_set():
-            await asyncio.sleep(0.005)
-        waiting = asyncio.ensure_future(batcher.submit(torch.zeros(2, 1)))
-        while batcher.queued < 2:
-            await asyncio.sleep(0.005)
-        with pytest.raises(QueueFullError, match="max_queue 2"):
-            await batcher.submit(torch.zeros(1, 1))
-        release.set()
-        await asyncio.gather(running, waiting)
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        release.set()
-        batcher.close()
-
-
-def test_batcher_waits_up_to_max_wait_ms_to_fill_a_batch() -> None:
-    seen: List[int] = []
-
-    def forward(batch: torch.Tensor):
-        seen.append(batch.shape[0])
-        return (batch,)
-
-    batcher = MicroBatcher(forward, "m", max_batch_size=2, max_wait_ms=2000).start()
-
-    async def scenario():
-        first = asyncio.ensure_future(batcher.submit(torch.zeros(1, 1)))
-        await asyncio.sleep(0.05)
-        second = asyncio.ensure_future(batcher.submit(torch.zeros(1, 1)))
-        await asyncio.gather(first, second)
-
-    try:
-        started = time.monotonic()
-        asyncio.run(scenario())
-        elapsed = time.monotonic() - started
-    finally:
-        batcher.close()
-    assert seen == [2] and elapsed < 1.5  # filled, so it did not wait the full 2 s
-
-
-# ---------------------------------------------------------------------------------------------
-# settings and the command line
-
-
-def test_settings_come_from_the_environment() -> None:
-    settings = parse_settings([], {
-        "FROSSL_SERVE_MODEL": "a=/x/a,b=/x/b", "FROSSL_SERVE_PORT": "9001",
-        "FROSSL_SERVE_MAX_BYTES": "2MiB", "FROSSL_API_KEY": "k",
-        "FROSSL_SERVE_MAX_PIXELS": "1024x1024"})
-    assert [m.name for m in settings.models] == ["a", "b"] and settings.default_model == "a"
-    assert settings.port == 9001 and settings.api_key == "k"
-    assert settings.max_bytes == 2 * 1024 * 1024 and settings.max_pixels == 1024 * 1024
-
-
-def test_flags_win_over_the_environment() -> None:
-    settings = parse_settings(["--port", "9002", "--model", "/x/c", "--model", "d=/x/e"],
-                              {"FROSSL_SERVE_PORT": "9001", "FROSSL_SERVE_MODEL": "a=/x/a"})
-    assert settings.port == 9002
-    assert settings.models == (ModelSpec("c", "/x/c"), ModelSpec("d", "/x/e"))
-
-
-def test_settings_round_trip_through_the_environment() -> None:
-    settings = parse_settings(["--model", "a=/x/a", "--max-wait-ms", "2.5", "--workers", "3"], {})
-    assert parse_settings([], settings.to_env()) == settings
-
-
-@pytest.mark.parametrize("argv, env, needle", [
-    (["--port", "eighty"], {}, "--port: invalid value 'eighty'"),
-    ([], {"FROSSL_SERVE_MAX_BATCH_SIZE": "lots"}, "$FROSSL_SERVE_MAX_BATCH_SIZE"),
-    (["--max-batch-size", "0"], {}, "--max-batch-size must be >= 1"),
-    (["--max-images", "100", "--max-queue", "10"], {}, "--max-queue (10) must hold"),
-    (["--max-bytes", "lots"], {}, "--max-bytes"),
-    (["--model", "a=/x", "--model", "a=/y"], {}, "two models share the name 'a'"),
-    (["--no-such-flag"], {}, "unrecognized arguments"),
-])
-def test_bad_settings_name_the_culprit(argv: List[str], env: Dict[str, str],
-                                       needle: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        parse_settings(argv, env)
-    assert needle in str(info.value)
-
-
-def test_cli_unknown_model_exits_2_with_a_clear_message() -> None:
-    result = run_cli("--model", "frossl-resnet18-nonsense", "--port", "0")
-    assert result.returncode == 2
-    assert "Unknown FroSSL model 'frossl-resnet18-nonsense'" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_cli_default_model_not_bundled_exits_2() -> None:
-    try:
-        frossl_hub.resolve("frossl-resnet18-cifar10", check=False)
-        pytest.skip("the default model is available now; `python -m serve` would start")
-    except frossl_hub.ModelNotFoundError:
-        pass
-    result = run_cli(env={"FROSSL_SERVE_PORT": "0"})
-    assert result.returncode == 2
-    assert "Could not find weights for 'frossl-resnet18-cifar10'" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_cli_bad_argument_exits_2() -> None:
-    result = run_cli("--max-wait-ms", "-1")
-    assert result.returncode == 2
-    assert "--max-wait-ms must be in 0..60000" in result.stderr
+@pytest.mark.parametrize("name", serve.exceptions.__all__)
+def test_every_domain_error_has_a_status(name: str) -> None:
+    error = getattr(serve.exceptions, name)("message")
+    assert 400 <= status_of(error) < 600 and (status_of(error) != 500 or name == "ServeError")
