@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from frossl_hub._io import atomic_write
-from train.plot import save_png
 
-from .report import DASH, RESULTS_NAME, ReportError, Run, _pyplot, find_runs, load_run  # noqa: F401 (tests)
+from .report import (DASH, RESULTS_NAME, ReportError, Run, _pyplot, find_runs, finish_knn_plot,
+                     load_run)
 
-__all__ = ["training_minutes", "knn_at", "render_markdown", "write_plots", "write_report", "main"]
+__all__ = ["load_run", "training_minutes", "knn_at", "render_markdown", "write_plots", "write_report", "main"]
 
 CALIBRATION_NAME = "calibration.json"
 PLOT_NAMES = ("knn_vs_training_minutes.png", "knn_vs_epochs.png")
@@ -137,16 +137,7 @@ def _curve_plot(runs: Sequence[Run], path: Path, x_of: Any, xlabel: str) -> Path
     for run in runs:
         ax.plot([x_of(run, r) for r in run.evals], [100 * r["knn_top1"] for r in run.evals],
                 marker="o", ms=2.5, lw=1.4, label=f"{run.name} ({run.recipe.get('architecture')})")
-    ax.set_xlim(left=0)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("kNN top-1 on the test subset (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.suptitle("kNN top-1 during pretraining", fontsize=10)
-    try:
-        return save_png(fig, path)
-    finally:
-        plt.close(fig)
+    return finish_knn_plot(plt, fig, ax, xlabel, path)
 
 
 def write_plots(runs: Sequence[Run], out_dir: Path) -> List[Path]:

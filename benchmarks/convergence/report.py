@@ -24,7 +24,7 @@ from frossl_hub._io import atomic_write  # frossl_hub imports neither torch nor 
 from train.metrics_log import METRICS_NAME, read_metrics
 from train.plot import save_png
 
-__all__ = ["ReportError", "Run", "Crossing", "Summary", "THRESHOLDS", "PLOT_NAMES",
+__all__ = ["ReportError", "Run", "finish_knn_plot", "Crossing", "Summary", "THRESHOLDS", "PLOT_NAMES",
            "load_run", "find_runs", "first_crossing", "summarize", "render_table", "render_finding",
            "render_markdown", "write_plots", "write_report"]
 
@@ -490,6 +490,11 @@ def _accuracy_plot(runs: Sequence[Run], summary: Summary, path: Path, x_of: Call
         ax.axhline(100 * target, color="grey", lw=0.8, ls=":")
         ax.annotate(f"{_frac(frac)} of best final", (0, 100 * target), xycoords=("axes fraction", "data"),
                     fontsize=7, color="grey", va="bottom")
+    return finish_knn_plot(plt, fig, ax, xlabel, path)
+
+
+def finish_knn_plot(plt: Any, fig: Any, ax: Any, xlabel: str, path: Path) -> Path:
+    """Axes, legend and title of a kNN-curve plot, saved as ``path`` and closed."""
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("kNN top-1 on the test subset (%)")
