@@ -6,12 +6,15 @@
 2. servers, one after the other, each warmed up, all given the same JSON body
    (``{"images": [base64 PNG, ...]}`` of the model's input size) and the same threads:
    ``ours`` (``python -m serve``, default backend: ONNX Runtime on the CPU), ``ours-torch``
-   (``--backend torch``), ``litserve`` (``LitAPI`` with batch/unbatch, ``max_batch_size=32``)
+   (``--backend torch``), ``ours-2workers`` (``--workers 2``, the intra-op threads split
+   between them: two event loops), ``litserve`` (``LitAPI`` with batch/unbatch, ``max_batch_size=32``)
    and ``fastapi`` (one eager forward per request, no batching). Load: ``wrk -t1`` with a Lua
    script POSTing the body (``benchmarks/wrk_post.lua``) when wrk is installed, else a Python
    client; at each of ``--connections`` with each of ``--images`` per request.
    Columns: requests/s, images/s, p50, p99. For ``ours`` also, from /metrics, the mean
-   images per forward pass and the share of wall time spent in forward passes.
+   images per forward pass and the share of wall time spent in forward passes. For every
+   server, the cores kept busy during the cell (``benchmarks/cpu_usage.py``): the server's
+   whole process group, its main thread (where uvicorn's event loop runs) and the client.
 
 Printed against the goals of issue 22: ours >= 2x LitServe requests/s at 64 connections with
 one image per request; with 32 images per request >= 0.6 of the raw ONNX Runtime forward;
@@ -42,10 +45,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 try:  # `python benchmarks/NAME.py` puts this folder on sys.path; `python -m benchmarks.NAME` does not
     import _common
+    import cpu_usage
     import load_client
     import pyspy
 except ImportError:
-    from benchmarks import _common, load_client, pyspy
+    from benchmarks import _common, cpu_usage, load_client, pyspy
 import numpy as np
 import torch
 
@@ -68,10 +72,12 @@ class Server:
     needs: Optional[str] = None  # a module that must be importable
 
 
-def _ours(backend: str) -> Callable[[Path, int, int], List[str]]:
+def _ours(backend: str, workers: int = 1) -> Callable[[Path, int, int], List[str]]:
+    """``python -m serve``; with ``workers`` > 1 the cores are split between the workers."""
     return lambda model, port, threads: [
         sys.executable, "-m", "serve", "--model", str(model), "--port", str(port), "--host", HOST,
-        "--log-level", "warning", "--threads", str(threads), "--backend", backend]
+        "--log-level", "warning", "--threads", str(max(1, threads // workers)), "--backend", backend,
+        "--workers", str(workers)]
 
 
 def _peer(script: str) -> Callable[[Path, int, int], List[str]]:
@@ -83,6 +89,7 @@ def _peer(script: str) -> Callable[[Path, int, int], List[str]]:
 SERVERS = {server.name: server for server in (
     Server("ours", _ours("auto"), "/healthz", "/v1/predictions"),
     Server("ours-torch", _ours("torch"), "/healthz", "/v1/predictions"),
+    Server("ours-2workers", _ours("auto", workers=2), "/healthz", "/v1/predictions"),
     Server("litserve", _peer("litserve_server.py"), "/health", "/predict", needs="litserve"),
     Server("fastapi", _peer("fastapi_server.py"), "/healthz", "/predict"),
 )}
@@ -97,6 +104,7 @@ class Cell:
     mean_batch: Optional[float] = None
     forward_share: Optional[float] = None
     profile: Optional[List[Tuple[str, int, float]]] = None  # py-spy: (stage, samples, share)
+    cpu: Optional[cpu_usage.CpuShare] = None  # cores busy: server, its main thread, the client
 
     @property
     def images_per_s(self) -> float:
@@ -196,8 +204,10 @@ def measure_server(server: Server, model: Path, args: argparse.Namespace, bodies
                 spy = None
                 if args.profile and server.name == "ours" and images == 1 and connections == max(args.connections):
                     spy = pyspy.record(proc.pid, args.seconds - 1, log_path.with_suffix(".pyspy"))
+                cpu_before = cpu_usage.snapshot(proc.pid)
                 result = load_client.run_load(target, bodies[images], connections, args.seconds, args.client)
-                cell = Cell(server.name, images, connections, result)
+                cell = Cell(server.name, images, connections, result,
+                            cpu=cpu_usage.share(cpu_before, cpu_usage.snapshot(proc.pid)))
                 if spy is not None:
                     spy.wait(timeout=args.seconds + 60)
                     cell.profile = pyspy.summary(log_path.with_suffix(".pyspy"))
@@ -231,9 +241,17 @@ def print_servers(cells: Sequence[Cell]) -> None:
                      f"{1e3 * load.p50_s:.1f}" if timed else "-", f"{1e3 * load.p99_s:.1f}" if timed else "-",
                      f"{load.p99_s / load.p50_s:.2f}" if timed else "-", load.errors,
                      f"{c.mean_batch:.1f}" if c.mean_batch else "-",
-                     f"{100 * c.forward_share:.0f}%" if c.forward_share is not None else "-"))
+                     f"{100 * c.forward_share:.0f}%" if c.forward_share is not None else "-",
+                     *_cores(c.cpu)))
     print(_common.table(["server", "img/req", "conns", "req/s", "img/s", "p50 ms", "p99 ms", "p99/p50",
-                         "errors", "img/forward", "in forward"], rows))
+                         "errors", "img/forward", "in forward", "server cores", "main thread",
+                         "client cores"], rows))
+
+
+def _cores(cpu: Optional[cpu_usage.CpuShare]) -> Tuple[str, str, str]:
+    if cpu is None:
+        return "-", "-", "-"
+    return tuple("-" if v is None else f"{v:.2f}" for v in (cpu.server, cpu.main_thread, cpu.client))
 
 
 def print_ratios(cells: Sequence[Cell], raw: Dict[str, List[Tuple[int, float]]], top: int) -> None:
@@ -255,6 +273,9 @@ def print_ratios(cells: Sequence[Cell], raw: Dict[str, List[Tuple[int, float]]],
     ours_torch = _find(cells, "ours-torch", 1, top)
     ratio(f"ours with the torch backend / LitServe requests/s, {top} connections, 1 image",
           ours_torch and ours_torch.load.requests_per_s, lit and lit.load.requests_per_s, None)
+    two = _find(cells, "ours-2workers", 1, top)
+    ratio(f"ours with 2 workers / LitServe requests/s, {top} connections, 1 image",
+          two and two.load.requests_per_s, lit and lit.load.requests_per_s, None)
     bulk = _find(cells, "ours", 32)
     best_ort = max((ips for _, ips in raw.get("onnxruntime", [])), default=None)
     ratio("ours images/s with 32 images per request / raw ONNX Runtime forward",
