@@ -112,7 +112,13 @@ CATALOG: Dict[str, CatalogEntry] = {
                      "the CIFAR-10 JPEG re-encoding (quality ~75), not the lossless release."),
         _entry("cifar100"),
         _entry("stl10"),
-        _entry("tiny-imagenet"),
+        _entry("tiny-imagenet", status=PUBLISHED, bundled=True,
+               sha256="ceb518f801d78e9fbc18e72b531f8c437c8b37b863eece8ff61bca90a3a32f0a",
+               metrics={"linear_top1": 0.1724, "linear_top5": 0.3892, "knn_top1": 0.0982,
+                        "random_init_linear_top1": 0.0582, "epochs": 3.8, "train_minutes": 85.4},
+               notes="3.8 epochs on a 2-core CPU (standard resnet18 stem) at the native 64 px, on "
+                     "the full official release (100,000 training images); evaluated on its "
+                     "10,000-image validation split. Below the 20% goal: a first run of a chain."),
         _entry("imagenet100"),
         _entry("imagenet"),
         _entry("fashion-mnist", small_stem=False, status=PUBLISHED, bundled=True,

@@ -10,7 +10,8 @@ threads spin against other jobs and make small CPU forwards several times slower
 ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
 
 ``extract_cifar10_test`` unpacks real CIFAR-10 test images from the shared JPEG archive
-(``../shared/datasets/cifar-10-jpeg.tar.xz``), skipping the test when it is absent.
+(``../shared/datasets/cifar-10-jpeg.tar.xz``), skipping the test when it is absent;
+``extract_tiny_imagenet_sample`` does the same for the shared Tiny-ImageNet-200 sample.
 """
 from __future__ import annotations
 
@@ -21,9 +22,12 @@ from typing import Iterator, Optional, Union
 import pytest
 import torch
 
-__all__ = ["CIFAR10_ARCHIVE", "extract_cifar10_test", "publish_tiny_model", "one_torch_thread"]
+__all__ = ["CIFAR10_ARCHIVE", "TINY_SAMPLE_ARCHIVE", "extract_cifar10_test",
+           "extract_tiny_imagenet_sample", "publish_tiny_model", "one_torch_thread"]
 
-CIFAR10_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cifar-10-jpeg.tar.xz"
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CIFAR10_ARCHIVE = SHARED_DATASETS / "cifar-10-jpeg.tar.xz"
+TINY_SAMPLE_ARCHIVE = SHARED_DATASETS / "tiny-imagenet-200-sample.tar.xz"
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +103,16 @@ def extract_cifar10_test(dest: Union[str, Path], limit: Optional[int] = None) ->
                 target.write_bytes(archive.extractfile(member).read())
                 count += 1
     return root
+
+
+def extract_tiny_imagenet_sample(dest: Union[str, Path]) -> Path:
+    """Unpack the shared sample of the official Tiny-ImageNet-200 release (3.6 MB: all wnids,
+    5 training images per class, validation images val_0 ... val_999 with their annotations)
+    into ``dest``; returns its ``tiny-imagenet-200`` folder. Skips the calling test when the
+    archive is absent."""
+    if not TINY_SAMPLE_ARCHIVE.is_file():
+        pytest.skip(f"the Tiny-ImageNet-200 sample is absent ({TINY_SAMPLE_ARCHIVE})")
+    root = Path(dest)
+    with tarfile.open(TINY_SAMPLE_ARCHIVE, "r:xz") as archive:
+        archive.extractall(root, filter="data")
+    return next(p.parent for p in sorted(root.rglob("wnids.txt")))

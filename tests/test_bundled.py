@@ -15,19 +15,19 @@ from PIL import Image
 import frossl_hub
 from frossl_hub._io import sha256_file
 from frossl_hub.catalog import CATALOG
+from helpers import extract_tiny_imagenet_sample
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar-10-jpeg.tar.xz"
 CIFAR10_FOLDER = REPO / ".data" / "cifar-10-jpeg"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-TINY_SAMPLE_ARCHIVE = REPO.parent / "shared" / "datasets" / "tiny-imagenet-200-sample.tar.xz"
 PER_CLASS = 100  # a fixed, class-balanced subset of the official test split
 TOLERANCE = 0.05  # |subset top-1 - card top-1|; 3 sigma of a 1,000-image estimate
 
 BUNDLED = [name for name, entry in sorted(CATALOG.items()) if entry.bundled]
 
 
-def _cifar10_test_subset() -> List[Tuple[Image.Image, int]]:
+def _cifar10_test_subset(tmp_path: Path) -> List[Tuple[Image.Image, int]]:
     classes = list(frossl_hub.get_dataset_spec("cifar10").label_names)
     if CIFAR10_FOLDER.is_dir():
         return [(Image.open(path).convert("RGB"), label)
@@ -45,7 +45,7 @@ def _cifar10_test_subset() -> List[Tuple[Image.Image, int]]:
             for label, cls in enumerate(classes) for _, data in sorted(found[cls])[:PER_CLASS]]
 
 
-def _fashion_mnist_test_subset() -> List[Tuple[Image.Image, int]]:
+def _fashion_mnist_test_subset(tmp_path: Path) -> List[Tuple[Image.Image, int]]:
     if not FASHION_MNIST.is_dir():
         pytest.skip(f"Fashion-MNIST absent ({FASHION_MNIST})")
     from train.data import load_arrays
@@ -55,21 +55,14 @@ def _fashion_mnist_test_subset() -> List[Tuple[Image.Image, int]]:
     return [(Image.fromarray(test.images[i, 0].numpy(), "L"), int(test.labels[i])) for i in picked]
 
 
-def _tiny_imagenet_val_sample() -> List[Tuple[Image.Image, int]]:
-    """The shared sample's 1,000 official validation images (val_0 ... val_999) and their labels."""
-    if not TINY_SAMPLE_ARCHIVE.is_file():
-        pytest.skip(f"Tiny-ImageNet-200 sample absent ({TINY_SAMPLE_ARCHIVE})")
-    files = {}
-    with tarfile.open(TINY_SAMPLE_ARCHIVE, "r:xz") as archive:  # streamed, never extracted to disk
-        for member in archive:
-            if member.isfile() and Path(member.name).name in ("wnids.txt", "val_annotations.txt"):
-                files[Path(member.name).name] = archive.extractfile(member).read().decode()
-            elif member.isfile() and "/val/images/" in member.name:
-                files[Path(member.name).name] = archive.extractfile(member).read()
-    classes = sorted(files["wnids.txt"].split())  # the reader's label order: sorted wnids
-    wnid_of = dict(line.split("\t")[:2] for line in files["val_annotations.txt"].splitlines() if line)
-    return [(Image.open(io.BytesIO(files[name])).convert("RGB"), classes.index(wnid))
-            for name, wnid in sorted(wnid_of.items()) if name in files]
+def _tiny_imagenet_val_sample(tmp_path: Path) -> List[Tuple[Image.Image, int]]:
+    """The shared sample's 1,000 official validation images (val_0 ... val_999), labelled as
+    the trainer labels them (sorted wnids)."""
+    folder = extract_tiny_imagenet_sample(tmp_path / "tiny")
+    classes = sorted((folder / "wnids.txt").read_text().split())
+    rows = [line.split("\t") for line in (folder / "val" / "val_annotations.txt").read_text().splitlines() if line]
+    return [(Image.open(folder / "val" / "images" / name).convert("RGB"), classes.index(wnid))
+            for name, wnid, *_ in rows]
 
 
 SUBSETS = {"cifar10": _cifar10_test_subset, "fashion-mnist": _fashion_mnist_test_subset,
@@ -111,9 +104,9 @@ def test_bundled_weights_are_float16_and_fit_the_size_budget(name):
 
 
 @pytest.mark.parametrize("name", BUNDLED)
-def test_bundled_model_scores_near_its_card_on_real_test_images(name):
+def test_bundled_model_scores_near_its_card_on_real_test_images(name, tmp_path):
     entry = CATALOG[name]
-    subset = SUBSETS[entry.dataset]()
+    subset = SUBSETS[entry.dataset](tmp_path)
     model = frossl_hub.load(name)
     transform = frossl_hub.get_transform(model)
     x = torch.stack([transform(img) for img, _ in subset])
