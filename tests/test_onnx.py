@@ -50,11 +50,12 @@ def tiny_dir(tmp_path_factory) -> Path:
     return publish_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
-@pytest.mark.parametrize("name", ["frossl-resnet18-cifar10", "frossl-resnet18-fashion-mnist"])
+@pytest.mark.parametrize("name", ["frossl-resnet18-cifar10", "frossl-resnet18-fashion-mnist",
+                                  "frossl-resnet18-tiny-imagenet"])
 def test_onnx_runtime_equals_pytorch_on_real_images(name, cifar10_onnx, tmp_path):
     model = frossl_hub.load(name)
     path = cifar10_onnx if "cifar10" in name else frossl_hub.export_onnx(model, tmp_path / "m.onnx")
-    subset = SUBSETS[CATALOG[name].dataset]()
+    subset = SUBSETS[CATALOG[name].dataset](tmp_path)
     x = BatchTransform(model)([image for image, _ in subset])
     embedding, logits = session(path).run(["embedding", "logits"], {"input": x.numpy()})
     ref_embedding, ref_logits = torch_outputs(model, x)
