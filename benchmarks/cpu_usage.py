@@ -13,7 +13,7 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 __all__ = ["CpuSnapshot", "CpuShare", "snapshot", "share"]
 
@@ -38,29 +38,29 @@ class CpuShare:
     client: float
 
 
-def _stat_seconds(path: Path) -> Optional[float]:
-    """utime + stime of a /proc .../stat file, in seconds; None when it is gone."""
+def _stat_fields(path: Path) -> Optional[List[str]]:
+    """The fields of a /proc .../stat file after the command name; None when it is gone."""
     try:
-        fields = path.read_text().rsplit(")", 1)[1].split()
+        return path.read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / _TICK  # fields 14 and 15 of proc(5)
+
+
+def _cpu_seconds(fields: List[str]) -> float:
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime: fields 14, 15 of proc(5)
+
+
+def _stat_seconds(path: Path) -> Optional[float]:
+    fields = _stat_fields(path)
+    return None if fields is None else _cpu_seconds(fields)
 
 
 def _group_seconds(pgid: int) -> Optional[float]:
+    """CPU seconds of every live process whose process group (field 5 of proc(5)) is ``pgid``."""
     if not PROC.is_dir():
         return None
-    total = 0.0
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # exited meanwhile
-        if int(fields[2]) == pgid:  # field 5 of proc(5): the process group
-            total += (int(fields[11]) + int(fields[12])) / _TICK
-    return total
+    stats = (_stat_fields(entry / "stat") for entry in PROC.iterdir() if entry.name.isdigit())
+    return sum(_cpu_seconds(f) for f in stats if f is not None and int(f[2]) == pgid)
 
 
 def snapshot(server_pid: int) -> CpuSnapshot:
