@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["BACKENDS", "Runner", "available_cores", "make_runner", "resolve_backend"]
+__all__ = ["BACKENDS", "Runner", "available_cores", "head_classes", "make_runner", "resolve_backend"]
 
 _logger = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def head_classes(model: torch.nn.Module) -> int:
+    """Classes of a timm model's linear-probe head; 0 for an embedding-only model."""
+    return int(getattr(model, "num_classes", 0) or 0)
 
 
 def _has_onnxruntime() -> bool:
@@ -72,7 +77,7 @@ class TorchRunner(Runner):
         param = next(model.parameters())
         self.param_device, self.dtype = param.device, param.dtype
         self.device = str(param.device)
-        self.has_head = int(getattr(model, "num_classes", 0) or 0) > 0
+        self.has_head = head_classes(model) > 0
 
     def __call__(self, batch: torch.Tensor) -> Outputs:
         model = self.model

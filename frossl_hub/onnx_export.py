@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from ._io import atomic_write, atomic_write_json, sha256_file
+from .backends import head_classes
 
 __all__ = ["DEFAULT_OPSET", "OUTPUTS", "TEMP_PREFIX", "cache_dir", "cached_onnx", "export_onnx", "sidecar_path",
            "weights_digest"]
@@ -43,7 +44,7 @@ class _Outputs(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.has_head = int(getattr(model, "num_classes", 0) or 0) > 0
+        self.has_head = head_classes(model) > 0
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         features = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
@@ -86,7 +87,7 @@ def _sidecar(model: torch.nn.Module, opset: int, dtype: str, has_head: bool,
         "input": {"name": INPUT_NAME, "shape": ["batch", channels, height, width]},
         "outputs": list(OUTPUTS if has_head else OUTPUTS[:1]),
         "architecture": cfg.get("architecture"),
-        "num_classes": int(getattr(model, "num_classes", 0) or 0),
+        "num_classes": head_classes(model),
         "embedding_dim": int(getattr(model, "num_features", 0)),
         "source_weights": cfg.get("file"),
         "source_sha256": _source_sha256(model),
@@ -167,8 +168,7 @@ def cached_onnx(model: torch.nn.Module, opset: int = DEFAULT_OPSET) -> Path:
     temporary folder instead, with a log line saying so.
     """
     digest = weights_digest(model)
-    head = int(getattr(model, "num_classes", 0) or 0)
-    name = f"{digest[:32]}-{head}classes-opset{opset}.onnx"
+    name = f"{digest[:32]}-{head_classes(model)}classes-opset{opset}.onnx"
     path = cache_dir() / "onnx" / name
     if _cached(path, digest):
         return path
