@@ -13,12 +13,13 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from PIL import Image
 
+from frossl_hub.backends import available_cores, head_classes, make_runner, resolve_backend
 from frossl_hub.runtime import resolve_device
 
 from .batcher import MicroBatcher
 from .config import ModelSpec, Settings
 from .exceptions import ModelLoadFailed, ModelsLoading, QueueFull, UnknownModel
-from .gallery import GalleryIndex, load_gallery_index
+from .gallery import GalleryIndex, load_gallery_index, model_folder
 from .images import preprocess_images
 from .inputs import ImageRequest
 from .metrics import ServiceMetrics
@@ -28,6 +29,7 @@ __all__ = [
     "ModelHandle",
     "ModelRegistry",
     "describe_model",
+    "folder_config",
     "inference_threads_for",
     "preprocess_threads_for",
     "resolve_backend_for",
@@ -41,15 +43,11 @@ LOADING, READY, FAILED = "loading", "ready", "failed"
 
 
 def _cores_per_worker(settings: Settings) -> int:
-    from frossl_hub.backends import available_cores
-
     return max(1, available_cores() // settings.workers)
 
 
 def resolve_backend_for(settings: Settings) -> str:
     """``torch`` or ``onnxruntime``: what ``settings.backend`` means on ``settings.device``."""
-    from frossl_hub.backends import resolve_backend
-
     return resolve_backend(settings.backend, resolve_device(settings.device))
 
 
@@ -70,15 +68,15 @@ def preprocess_threads_for(settings: Settings) -> int:
     return settings.preprocess_threads or max(2, _cores_per_worker(settings))
 
 
-def _read_folder_config(model: torch.nn.Module) -> Dict[str, Any]:
+def folder_config(model: torch.nn.Module) -> Dict[str, Any]:
     """The config.json next to the weights a model was loaded from ({} if none)."""
     from frossl_hub.hub import CONFIG_NAME, load_config
 
-    weights = (getattr(model, "pretrained_cfg", None) or {}).get("file")
-    if not weights or not (Path(weights).parent / CONFIG_NAME).is_file():
+    folder = model_folder(model)
+    if folder is None or not (folder / CONFIG_NAME).is_file():
         return {}
     try:
-        return load_config(Path(weights).parent)
+        return load_config(folder)
     except ValueError:
         return {}
 
@@ -98,7 +96,7 @@ def describe_model(name: str, source: str, model: torch.nn.Module, backend: str 
                    device: Optional[str] = None) -> ModelInfo:
     """Card facts of a loaded model: catalog entry first, else the folder's config.json."""
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    config = _read_folder_config(model)
+    config = folder_config(model)
     entry = _catalog_entry(source)
     frossl = config.get("frossl") if isinstance(config.get("frossl"), dict) else {}
     if entry is not None:
@@ -106,7 +104,7 @@ def describe_model(name: str, source: str, model: torch.nn.Module, backend: str 
     else:
         dataset = frossl.get("dataset")
         metrics = dict(frossl.get("metrics") or {})
-    num_classes = int(getattr(model, "num_classes", 0) or 0)
+    num_classes = head_classes(model)
     labels = cfg.get("label_names") or config.get("label_names")
     labels = [str(x) for x in labels] if labels and len(labels) == num_classes else None
     return ModelInfo(
@@ -135,7 +133,6 @@ class ModelHandle:
 
     def __init__(self, name: str, source: str, model: torch.nn.Module, settings: Settings,
                  metrics: ServiceMetrics, executor: ThreadPoolExecutor) -> None:
-        from frossl_hub.backends import make_runner
         from frossl_hub.inference import BatchTransform
 
         self.name = name

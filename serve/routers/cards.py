@@ -12,7 +12,7 @@ from ..dependencies import ready_registry, require_api_key
 from ..errors import ERROR_RESPONSES
 from ..exceptions import NotFound
 from ..gallery import model_folder
-from ..registry import ModelHandle, ModelRegistry, _read_folder_config
+from ..registry import ModelHandle, ModelRegistry, folder_config
 from ..schemas import CardSummary
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)],
@@ -37,7 +37,7 @@ async def get_card(name: str, request: Request,
     """The card's headline numbers (linear probe, kNN, untrained baseline, training time),
     the hardware it was trained on, its training plots and its gallery."""
     handle = registry.get(name)
-    frossl = _read_folder_config(handle.model).get("frossl")
+    frossl = folder_config(handle.model).get("frossl")
     hardware = frossl.get("hardware") if isinstance(frossl, dict) else None
     plots: List[Dict[str, str]] = [
         {"name": Path(file).stem,
