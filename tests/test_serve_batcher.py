@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import List
+from typing import Any, Awaitable, Callable, List, Tuple
 
 import pytest
 import torch
@@ -15,6 +15,20 @@ from serve.batcher import MicroBatcher
 from serve.exceptions import QueueFull
 from serve.metrics import ServiceMetrics
 
+
+def _recording_forward(seen: List[int]) -> Callable[[torch.Tensor], Tuple[torch.Tensor]]:
+    """An identity forward pass that records the size of every batch it is given."""
+    def forward(batch: torch.Tensor) -> Tuple[torch.Tensor]:
+        seen.append(batch.shape[0])
+        return (batch,)
+    return forward
+
+
+def _run_then_close(batcher: MicroBatcher, scenario: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return asyncio.run(scenario())
+    finally:
+        batcher.close()
 
 
 def test_batcher_splits_a_large_request_and_keeps_row_order() -> None:
@@ -26,6 +40,7 @@ def test_batcher_splits_a_large_request_and_keeps_row_order() -> None:
     finally:
         batcher.close()
     assert torch.equal(out, rows * 2)
+
     def batches_up_to(size: str) -> float:
         return metrics.registry.get_sample_value("frossl_batch_size_bucket",
                                                  {"model": "m", "le": size})
@@ -96,12 +111,7 @@ def test_batcher_refuses_work_when_the_queue_is_full() -> None:
 
 def test_batcher_waits_up_to_max_wait_ms_to_fill_a_batch() -> None:
     seen: List[int] = []
-
-    def forward(batch: torch.Tensor):
-        seen.append(batch.shape[0])
-        return (batch,)
-
-    batcher = MicroBatcher(forward, "m", max_batch_size=2, max_wait_ms=2000).start()
+    batcher = MicroBatcher(_recording_forward(seen), "m", max_batch_size=2, max_wait_ms=2000).start()
 
     async def scenario():
         first = asyncio.ensure_future(batcher.submit(torch.zeros(1, 1)))
@@ -109,28 +119,17 @@ def test_batcher_waits_up_to_max_wait_ms_to_fill_a_batch() -> None:
         second = asyncio.ensure_future(batcher.submit(torch.zeros(1, 1)))
         await asyncio.gather(first, second)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        batcher.close()
+    _run_then_close(batcher, scenario)
     assert seen == [2]  # the first image waited for the second: one forward pass of both
 
 
 def test_batcher_takes_what_is_queued_at_once_without_a_wait() -> None:
     seen: List[int] = []
-
-    def forward(batch: torch.Tensor):
-        seen.append(batch.shape[0])
-        return (batch,)
-
-    batcher = MicroBatcher(forward, "m", max_batch_size=8, max_wait_ms=0).start()
+    batcher = MicroBatcher(_recording_forward(seen), "m", max_batch_size=8, max_wait_ms=0).start()
 
     async def scenario():
         await batcher.submit(torch.zeros(1, 1))
         await batcher.submit(torch.zeros(2, 1))
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        batcher.close()
+    _run_then_close(batcher, scenario)
     assert seen == [1, 2]  # nothing else was queued: each ran as it came
