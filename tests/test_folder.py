@@ -167,6 +167,17 @@ def test_the_parent_and_its_sha256_are_recorded(unlabelled):
     assert f"base_model: frossl-hub/{PARENT}" in card
 
 
+def test_a_chained_run_publishes_and_states_the_total_training_budget(unlabelled):
+    parent = json.loads((frossl_hub.resolve(PARENT).folder / "metrics.json").read_text())["published"]
+    published = json.loads((unlabelled / "published" / "metrics.json").read_text())["published"]
+    assert published["chained_runs"] == 2
+    assert published["total_train_minutes"] == round(parent["train_minutes"] + published["train_minutes"], 1)
+    assert published["total_epochs"] == round(parent["epochs"] + published["epochs"], 3)
+    card = (unlabelled / "published" / "README.md").read_text()
+    assert f"**{published['total_train_minutes']:.1f} training minutes and " in card
+    assert "epochs in all**, over 2 chained runs" in card
+
+
 def test_an_unlabelled_run_says_what_was_not_measured(unlabelled):
     card = (unlabelled / "published" / "README.md").read_text()
     assert "Not measured: its images have no labels" in card and "no class folders: no labels" in card

@@ -138,13 +138,33 @@ def _data_note(recipe: Recipe, config: Dict[str, Any], spec: DatasetSpec) -> str
     return "\n\n".join(notes)
 
 
-def _budget_note(recipe: Recipe, linear: Dict[str, Any]) -> str:
+def _chain(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The parent's training in all, when this run was started ``--init-from`` a model that says."""
+    return (config.get("init_from") or {}).get("chain")
+
+
+def _chain_note(config: Dict[str, Any], done: Dict[str, Any]) -> str:
+    """The training row's tail for a chained run: the parent's budget and the total."""
+    chain = _chain(config)
+    if not chain:
+        return ""
+    minutes, epochs = float(done.get("train_time_s", 0)) / 60, float(done.get("epoch", 0.0))
+    return (f"; after `{config['init_from']['name']}` ({chain['runs']} run(s), "
+            f"{chain['train_minutes']:.1f} training minutes, {chain['epochs']:.2f} epochs): "
+            f"**{chain['train_minutes'] + minutes:.1f} training minutes and {chain['epochs'] + epochs:.2f} "
+            f"epochs in all**, over {chain['runs'] + 1} chained runs")
+
+
+def _budget_note(recipe: Recipe, linear: Dict[str, Any], config: Dict[str, Any]) -> str:
     done = float(linear.get("epoch", 0.0))
     if recipe.dataset == FOLDER:
         return f"This run covers {done:.2f} of its {recipe.epochs:g}-epoch schedule."
     paper = get_recipe(recipe.dataset)
+    chain = _chain(config)
+    who = "This run" if not chain else f"This run and its {chain['runs']} parent run(s)"
+    done += chain["epochs"] if chain else 0.0
     fraction = done / paper.epochs if paper.epochs else 0
-    return (f"This run covers {done:.2f} of the paper's {paper.epochs:g} epochs "
+    return (f"{who} cover{'s' if not chain else ''} {done:.2f} of the paper's {paper.epochs:g} epochs "
             f"({100 * fraction:.2f}% of its recipe)" + (
                 ": a small compute budget, so the numbers are far from the paper's."
                 if fraction < 0.5 else "."))
@@ -220,6 +240,7 @@ def _training_values(recipe: Recipe, config: Dict[str, Any], done: Dict[str, Any
         "epochs_planned": f"{recipe.epochs:g}",
         "train_minutes": f"{float(done.get('train_time_s', 0)) / 60:.1f}",
         "wall_minutes": f"{float(done.get('wall_time_s', done.get('train_time_s', 0))) / 60:.1f}",
+        "chain_note": _chain_note(config, done),
         "hardware": config.get("hardware", "unknown"),
         "torch_version": config.get("torch", torch.__version__),
         "command": recipe_command(recipe, extra=_run_flags(config)),
@@ -251,7 +272,7 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Optio
     evals = metrics.get("eval", [])
     cfg = input_cfg(recipe, spec)
     done = linear if linear is not None else (progress or {})
-    budget_note = _budget_note(recipe, done)
+    budget_note = _budget_note(recipe, done, config)
     scores = None if linear is None or measured is None else {
         "Linear-probe top-1": round(100 * measured["top1"], 2),
         "Linear-probe top-5": round(100 * measured["top5"], 2),

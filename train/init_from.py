@@ -8,7 +8,9 @@ adapts pretrained weights (``adapt_input_conv``).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 from torch import Tensor, nn
@@ -16,7 +18,7 @@ from torch import Tensor, nn
 from frossl_hub._io import sha256_file
 from frossl_hub.stems import get_stem
 
-__all__ = ["InitError", "Parent", "resolve_parent", "parent_architecture", "load_parent"]
+__all__ = ["InitError", "Parent", "chain_totals", "resolve_parent", "parent_architecture", "load_parent"]
 
 
 class InitError(RuntimeError):
@@ -33,11 +35,29 @@ class Parent:
     architecture: str
     in_chans: int
     hf_hub_id: Optional[str]  # on the Hub, for the card's base_model
+    chain: Optional[Dict[str, Any]] = None  # its training so far, from its metrics.json (chain_totals)
 
     def record(self) -> Dict[str, Any]:
         """What config.json and the card say about the parent."""
         return {"name": self.name, "source": self.source, "sha256": self.sha256,
-                "architecture": self.architecture}
+                "architecture": self.architecture} | ({"chain": self.chain} if self.chain else {})
+
+
+def chain_totals(published: Dict[str, Any]) -> Dict[str, Any]:
+    """A published model's training in all: its runs, training minutes and epochs, its
+    parents' included (a chain of ``--init-from`` runs is budgeted by its total)."""
+    return {"runs": int(published.get("chained_runs", 1)),
+            "train_minutes": float(published.get("total_train_minutes", published["train_minutes"])),
+            "epochs": float(published.get("total_epochs", published["epochs"]))}
+
+
+def _parent_chain(folder: Path) -> Optional[Dict[str, Any]]:
+    """The parent's chain totals, when its folder says how long it trained (metrics.json)."""
+    try:
+        published = json.loads((folder / "metrics.json").read_text())["published"]
+        return chain_totals(published)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def resolve_parent(name_or_path: str) -> Parent:
@@ -56,7 +76,8 @@ def resolve_parent(name_or_path: str) -> Parent:
     hf_id = (resolved.entry.hf_hub_id if resolved.entry is not None else
              (name_or_path[len(HF_PREFIX):] if name_or_path.startswith(HF_PREFIX) else None))
     source = (f"{HF_PREFIX}{hf_id}" if resolved.source == "hf-hub" and hf_id else str(resolved.folder))
-    return Parent(name_or_path, source, sha, config["architecture"], in_chans, hf_id)
+    return Parent(name_or_path, source, sha, config["architecture"], in_chans, hf_id,
+                  _parent_chain(resolved.folder))
 
 
 def parent_architecture(parent: Parent, arch: Optional[str]) -> str:

@@ -62,17 +62,24 @@ def _published_model(recipe: Recipe, spec: DatasetSpec, config: Dict[str, Any], 
 
 
 def _summary(linear: Optional[Dict[str, Any]], measured: Optional[Dict[str, float]],
-             progress: Dict[str, Any]) -> Dict[str, Any]:
-    """The numbers published with the weights (config.json, metrics.json)."""
-    if linear is None or measured is None:
-        return {"epochs": round(float(progress["epoch"]), 3),
-                "train_minutes": round(float(progress["train_time_s"]) / 60, 1)}
-    return {
-        "linear_top1": round(measured["top1"], 4), "linear_top5": round(measured["top5"], 4),
-        "knn_top1": round(linear["knn_top1"], 4),
-        "random_init_linear_top1": round(linear["random_init"]["top1"], 4) if linear.get("random_init") else None,
-        "epochs": round(float(linear["epoch"]), 3), "train_minutes": round(float(linear["train_time_s"]) / 60, 1),
-    }
+             progress: Dict[str, Any], parent: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The numbers published with the weights (config.json, metrics.json); a run started
+    ``--init-from`` a model also gives the chain's totals (its parents' training included)."""
+    done = linear if linear is not None and measured is not None else progress
+    summary: Dict[str, Any] = {"epochs": round(float(done["epoch"]), 3),
+                               "train_minutes": round(float(done["train_time_s"]) / 60, 1)}
+    if linear is not None and measured is not None:
+        summary = {
+            "linear_top1": round(measured["top1"], 4), "linear_top5": round(measured["top5"], 4),
+            "knn_top1": round(linear["knn_top1"], 4),
+            "random_init_linear_top1": round(linear["random_init"]["top1"], 4) if linear.get("random_init") else None,
+        } | summary
+    chain = (parent or {}).get("chain")
+    if chain:
+        summary.update(chained_runs=chain["runs"] + 1,
+                       total_train_minutes=round(chain["train_minutes"] + summary["train_minutes"], 1),
+                       total_epochs=round(chain["epochs"] + summary["epochs"], 3))
+    return summary
 
 
 def _default_name(recipe: Recipe, config: Dict[str, Any], spec: DatasetSpec) -> str:
@@ -124,7 +131,7 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
     if head is not None and dtype != "float32":
         test = run_splits(recipe, config, data_dir, cache_dir, train=False)[1]
         measured = _measure_published(backbone, head, recipe, spec, test, dtype)
-    summary = _summary(linear, measured, state)
+    summary = _summary(linear, measured, state, config.get("init_from"))
     meta = {"name": name, "dataset": spec.name, "recipe": recipe.to_dict(), "metrics": summary,
             "weights_dtype": dtype, "hardware": config.get("hardware")}
     meta.update({key: config[key] for key in ("data", "init_from") if config.get(key)})
