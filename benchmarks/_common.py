@@ -182,10 +182,18 @@ def running_server(args: Sequence[str], env: Mapping[str, str], log_path: Path,
         stop_server(proc, grace_s=15, group=True)
 
 
-def publish_tiny_model(folder: Path, dataset: str = "cifar10", seed: int = 0) -> Path:
-    """A random-init FroSSL ResNet18 published into ``folder`` (as tests/helpers.py does).
+def publish_tiny_model(folder: Path, dataset: str = "cifar10", arch: Optional[str] = None,
+                       dtype: str = "float32", seed: int = 0, num_classes: Optional[int] = None) -> Path:
+    """A random-init FroSSL ResNet18 published into ``folder`` (must be missing or empty):
+    exactly what ``python -m train.publish`` writes, minus plots. Benchmarks and tests use it,
+    since speed and the hub's plumbing do not depend on trained weights.
 
-    Speed does not depend on the weights, so benchmarks need no trained model.
+    Args:
+        dataset: data set whose input spec, labels and class count the model gets.
+        arch: timm architecture; default the catalog entry's (the served model's stem).
+        dtype: stored precision: float32, float16 or bfloat16.
+        seed: torch seed for the weights, so two calls with one seed publish equal weights.
+        num_classes: head size; default the data set's class count (0: no head).
     """
     import timm
 
@@ -195,7 +203,15 @@ def publish_tiny_model(folder: Path, dataset: str = "cifar10", seed: int = 0) ->
     from frossl_hub.models import pretrained_cfg_for
 
     spec = frossl_hub.get_dataset_spec(dataset)
+    arch = arch or get_entry(spec.name).architecture
     torch.manual_seed(seed)
-    model = timm.create_model(get_entry(spec.name).architecture, num_classes=spec.num_classes,
+    model = timm.create_model(arch, num_classes=spec.num_classes if num_classes is None else num_classes,
                               in_chans=spec.in_chans, pretrained_cfg_overlay=pretrained_cfg_for(spec))
-    return save_pretrained(model.state_dict(), folder, model_config(model))
+    with torch.no_grad():  # non-trivial BN statistics, so eval outputs depend on them
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    card = f"# Tiny test model ({arch}, {spec.title})\n\nRandom weights, for tests and benchmarks only.\n"
+    return save_pretrained(model.state_dict(), folder, model_config(model), dtype=dtype,
+                           extra_files={"README.md": card})
