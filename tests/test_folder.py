@@ -157,13 +157,13 @@ def test_init_from_starts_the_backbone_from_the_parents_weights(unlabelled):
 
 
 def test_the_parent_and_its_sha256_are_recorded(unlabelled):
-    expected = {"name": PARENT, "sha256": frossl_hub.CATALOG[PARENT].sha256}
+    expected = {"name": PARENT, "sha256": frossl_hub.CATALOG[PARENT].sha256, "source": "bundled"}
     config = json.loads((unlabelled / "config.json").read_text())
     published = json.loads((unlabelled / "published" / "config.json").read_text())
     for record in (config["init_from"], published["frossl"]["init_from"]):
         assert {k: record[k] for k in expected} == expected
     card = (unlabelled / "published" / "README.md").read_text()
-    assert f"**Initialised from** `{PARENT}`" in card and expected["sha256"] in card
+    assert f"**Initialised from** `{PARENT}` (bundled with frossl-hub, weights sha256 `{expected['sha256']}`)" in card
     assert f"base_model: frossl-hub/{PARENT}" in card
 
 

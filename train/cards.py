@@ -133,7 +133,8 @@ def _data_note(recipe: Recipe, config: Dict[str, Any], spec: DatasetSpec) -> str
             "model's preprocessing.")
     parent = config.get("init_from")
     if parent:
-        notes.append(f"**Initialised from** `{parent['name']}` ({parent['source']}, weights sha256 "
+        source = "bundled with frossl-hub" if parent["source"] == "bundled" else parent["source"]
+        notes.append(f"**Initialised from** `{parent['name']}` ({source}, weights sha256 "
                      f"`{parent['sha256']}`): its backbone; the projector started fresh.")
     return "\n\n".join(notes)
 

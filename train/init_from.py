@@ -30,7 +30,7 @@ class Parent:
     """A published model a run starts from."""
 
     name: str  # as given on the command line
-    source: str  # where it was found: a folder, or hf-hub:ORG/NAME
+    source: str  # where it was found: a folder, bundled (with frossl-hub) or hf-hub:ORG/NAME
     sha256: str  # of its weights file, checked when it was resolved
     architecture: str
     in_chans: int
@@ -75,7 +75,8 @@ def resolve_parent(name_or_path: str) -> Parent:
         sha256_file(resolved.weights)
     hf_id = (resolved.entry.hf_hub_id if resolved.entry is not None else
              (name_or_path[len(HF_PREFIX):] if name_or_path.startswith(HF_PREFIX) else None))
-    source = (f"{HF_PREFIX}{hf_id}" if resolved.source == "hf-hub" and hf_id else str(resolved.folder))
+    source = (f"{HF_PREFIX}{hf_id}" if resolved.source == "hf-hub" and hf_id else
+              "bundled" if resolved.source == "bundled" else str(resolved.folder))
     return Parent(name_or_path, source, sha, config["architecture"], in_chans, hf_id,
                   _parent_chain(resolved.folder))
 
