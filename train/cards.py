@@ -25,6 +25,7 @@ from frossl_hub.models import pretrained_cfg_for
 from frossl_hub.specs import FOLDER, DatasetSpec, get_dataset_spec
 from frossl_hub.stems import get_stem
 
+from .init_from import chain_after
 from .recipes import Recipe, get_recipe
 
 __all__ = ["CARD_TEMPLATE", "CARDS_DIR", "CARD_TAGS", "front_matter", "input_cfg", "render_card", "recipe_command",
@@ -149,11 +150,11 @@ def _chain_note(config: Dict[str, Any], done: Dict[str, Any]) -> str:
     chain = _chain(config)
     if not chain:
         return ""
-    minutes, epochs = float(done.get("train_time_s", 0)) / 60, float(done.get("epoch", 0.0))
+    total = chain_after(chain, float(done.get("train_time_s", 0)) / 60, float(done.get("epoch", 0.0)))
     return (f"; after `{config['init_from']['name']}` ({chain['runs']} run(s), "
             f"{chain['train_minutes']:.1f} training minutes, {chain['epochs']:.2f} epochs): "
-            f"**{chain['train_minutes'] + minutes:.1f} training minutes and {chain['epochs'] + epochs:.2f} "
-            f"epochs in all**, over {chain['runs'] + 1} chained runs")
+            f"**{total['train_minutes']:.1f} training minutes and {total['epochs']:.2f} "
+            f"epochs in all**, over {total['runs']} chained runs")
 
 
 def _budget_note(recipe: Recipe, linear: Dict[str, Any], config: Dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from frossl_hub._io import sha256_file
 from frossl_hub.stems import get_stem
 
-__all__ = ["InitError", "Parent", "chain_totals", "resolve_parent", "parent_architecture", "load_parent"]
+__all__ = ["InitError", "Parent", "chain_after", "chain_totals", "resolve_parent", "parent_architecture", "load_parent"]
 
 
 class InitError(RuntimeError):
@@ -49,6 +49,12 @@ def chain_totals(published: Dict[str, Any]) -> Dict[str, Any]:
     return {"runs": int(published.get("chained_runs", 1)),
             "train_minutes": float(published.get("total_train_minutes", published["train_minutes"])),
             "epochs": float(published.get("total_epochs", published["epochs"]))}
+
+
+def chain_after(chain: Dict[str, Any], train_minutes: float, epochs: float) -> Dict[str, Any]:
+    """The chain's totals once a run of ``train_minutes`` and ``epochs`` is added to ``chain``."""
+    return {"runs": chain["runs"] + 1, "train_minutes": chain["train_minutes"] + train_minutes,
+            "epochs": chain["epochs"] + epochs}
 
 
 def _parent_chain(folder: Path) -> Optional[Dict[str, Any]]:

@@ -23,6 +23,7 @@ from .cards import CARD_TEMPLATE, input_cfg, recipe_command, render_card
 from .checkpoint import CheckpointError
 from .evaluation import split_features, topk_accuracy
 from .gallery import build_gallery
+from .init_from import chain_after
 from .linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run, run_spec, run_splits, why_no_probe
 from .metrics_log import read_metrics
 from .plot import plot_run
@@ -76,9 +77,9 @@ def _summary(linear: Optional[Dict[str, Any]], measured: Optional[Dict[str, floa
         } | summary
     chain = (parent or {}).get("chain")
     if chain:
-        summary.update(chained_runs=chain["runs"] + 1,
-                       total_train_minutes=round(chain["train_minutes"] + summary["train_minutes"], 1),
-                       total_epochs=round(chain["epochs"] + summary["epochs"], 3))
+        total = chain_after(chain, summary["train_minutes"], summary["epochs"])
+        summary.update(chained_runs=total["runs"], total_train_minutes=round(total["train_minutes"], 1),
+                       total_epochs=round(total["epochs"], 3))
     return summary
 
 
