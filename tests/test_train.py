@@ -239,6 +239,19 @@ def test_more_views_run_and_are_recorded(fashion, tmp_path):
     assert json.loads((run / "config.json").read_text())["recipe"]["num_views"] == 4
 
 
+def test_a_cpu_run_with_the_papers_small_stem_points_to_the_stem_study(fashion, tmp_path, capsys):
+    assert _run("fashion-mnist", fashion, tmp_path / "run", "--max-steps", "1", "--no-probe") == 0
+    err = capsys.readouterr().err
+    assert "frossl_resnet18_cifar" in err and "--arch frossl_resnet18 " in err
+    assert "benchmarks/convergence/cifar10/stems/READING.md" in err
+
+
+def test_a_cpu_run_with_the_standard_stem_gets_no_stem_note(fashion, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _run("fashion-mnist", fashion, run, "--arch", "frossl_resnet18", "--max-steps", "1", "--no-probe") == 0
+    assert "stems/READING.md" not in capsys.readouterr().err
+
+
 def test_a_wall_clock_budget_stops_the_run_with_a_final_evaluation(fashion, tmp_path):
     run = tmp_path / "run"
     assert _run("fashion-mnist", fashion, run, "--epochs", "1000", "--max-minutes", "0.001", "--no-probe") == 0
