@@ -164,7 +164,8 @@ def _budget_note(recipe: Recipe, linear: Dict[str, Any], config: Dict[str, Any])
     paper = get_recipe(recipe.dataset)
     chain = _chain(config)
     who = "This run" if not chain else f"This run and its {chain['runs']} parent run(s)"
-    done += chain["epochs"] if chain else 0.0
+    if chain:
+        done = chain_after(chain, 0.0, done)["epochs"]
     fraction = done / paper.epochs if paper.epochs else 0
     return (f"{who} cover{'s' if not chain else ''} {done:.2f} of the paper's {paper.epochs:g} epochs "
             f"({100 * fraction:.2f}% of its recipe)" + (

@@ -66,10 +66,11 @@ def _summary(linear: Optional[Dict[str, Any]], measured: Optional[Dict[str, floa
              progress: Dict[str, Any], parent: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """The numbers published with the weights (config.json, metrics.json); a run started
     ``--init-from`` a model also gives the chain's totals (its parents' training included)."""
-    done = linear if linear is not None and measured is not None else progress
+    probed = linear is not None and measured is not None
+    done = linear if probed else progress
     summary: Dict[str, Any] = {"epochs": round(float(done["epoch"]), 3),
                                "train_minutes": round(float(done["train_time_s"]) / 60, 1)}
-    if linear is not None and measured is not None:
+    if probed:
         summary = {
             "linear_top1": round(measured["top1"], 4), "linear_top5": round(measured["top5"], 4),
             "knn_top1": round(linear["knn_top1"], 4),
