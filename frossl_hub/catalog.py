@@ -105,11 +105,14 @@ CATALOG: Dict[str, CatalogEntry] = {
     e.name: e
     for e in (
         _entry("cifar10", small_stem=False, status=PUBLISHED, bundled=True,
-               sha256="59aa783365e77e6a1e3167c04d8daf714995c45fde2e104ae578213759ba8bb3",
-               metrics={"linear_top1": 0.5867, "linear_top5": 0.9525, "knn_top1": 0.5586,
-                        "random_init_linear_top1": 0.2399, "epochs": 22.0, "train_minutes": 66.0},
-               notes="22 epochs on a 2-core CPU (standard resnet18 stem), trained and evaluated on "
-                     "the CIFAR-10 JPEG re-encoding (quality ~75), not the lossless release."),
+               sha256="baedf54886646dd3d3618c3166a92b6b565fbeccfe316d8caea251930453baf7",
+               metrics={"linear_top1": 0.6365, "linear_top5": 0.9638, "knn_top1": 0.609,
+                        "random_init_linear_top1": 0.2399, "epochs": 22.0, "train_minutes": 83.0,
+                        "chained_runs": 2, "total_train_minutes": 149.0, "total_epochs": 44.0},
+               notes="44 epochs over 2 chained runs (149 training minutes; the second run "
+                     "--init-from the first) on a 2-core CPU (standard resnet18 stem), trained and "
+                     "evaluated on the CIFAR-10 JPEG re-encoding (quality ~75), not the lossless "
+                     "release. Below the 70% goal."),
         _entry("cifar100"),
         _entry("stl10"),
         _entry("tiny-imagenet", status=PUBLISHED, bundled=True,
