@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+import frossl_hub
+
 from helpers import extract_cifar10_test
 from serve_helpers import sample
 
@@ -220,8 +222,16 @@ def test_page_shows_the_image_as_the_model_sees_it_and_the_latency(shown) -> Non
 
 
 def test_page_shows_the_cards_headline_numbers(shown) -> None:
-    assert shown["card"][:3] == ["58.67%", "55.86%", "23.99%"]  # probe, kNN, untrained
-    assert shown["card"][3] == "66 min, 22 epochs" and shown["card"][4] == "AMD EPYC, 2 threads"
+    m = frossl_hub.CATALOG["frossl-resnet18-cifar10"].metrics
+    assert shown["card"][:3] == [f"{100 * m[k]:.2f}%" for k in ("linear_top1", "knn_top1",
+                                                               "random_init_linear_top1")]
+    assert shown["card"][4] == "AMD EPYC, 2 threads"
+
+
+def test_page_states_a_chained_models_training_in_all(shown) -> None:
+    m = frossl_hub.CATALOG["frossl-resnet18-cifar10"].metrics  # bundled: two chained runs
+    assert shown["card"][3] == (f"{m['total_train_minutes']:g} min, {m['total_epochs']:g} epochs "
+                                f"over {m['chained_runs']} chained runs")
 
 
 def test_every_image_has_alt_text(shown) -> None:

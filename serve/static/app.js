@@ -136,14 +136,21 @@ function percent(value) {
   return value === null || value === undefined ? "–" : `${(100 * value).toFixed(2)}%`;
 }
 
+function trainingText(m) {  // a chain of --init-from runs is stated by its total
+  if (m.total_train_minutes !== undefined) {
+    return `${m.total_train_minutes} min, ${m.total_epochs} epochs over ${m.chained_runs} chained runs`;
+  }
+  if (m.train_minutes === undefined) return "–";
+  return `${m.train_minutes} min` + (m.epochs === undefined ? "" : `, ${m.epochs} epochs`);
+}
+
 function cardRows(card) {
   const m = card.metrics || {};
   const rows = [
     ["Linear-probe top-1", percent(m.linear_top1)],
     ["kNN top-1", percent(m.knn_top1)],
     ["Untrained ResNet18 (linear probe)", percent(m.random_init_linear_top1)],
-    ["Training", m.train_minutes === undefined ? "–"
-      : `${m.train_minutes} min` + (m.epochs === undefined ? "" : `, ${m.epochs} epochs`)],
+    ["Training", trainingText(m)],
     ["Hardware", card.hardware || "–"],
     ["Gallery", card.gallery ? `${card.gallery.size} ${card.gallery.dataset} ${card.gallery.split} images`
       : "none: predictions only"],
