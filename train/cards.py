@@ -145,12 +145,21 @@ def _chain(config: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     return (config.get("init_from") or {}).get("chain")
 
 
-def _chain_note(config: Dict[str, Any], done: Dict[str, Any]) -> str:
-    """The training row's tail for a chained run: the parent's budget and the total."""
+def _chain_total(config: Dict[str, Any], done: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The chain's totals with this run (``done``: its linear.json or progress) added; None
+    for a run not started ``--init-from`` a model that says how long it trained."""
     chain = _chain(config)
     if not chain:
+        return None
+    return chain_after(chain, float(done.get("train_time_s", 0)) / 60, float(done.get("epoch", 0.0)))
+
+
+def _chain_note(config: Dict[str, Any], done: Dict[str, Any]) -> str:
+    """The training row's tail for a chained run: the parent's budget and the total."""
+    total = _chain_total(config, done)
+    if total is None:
         return ""
-    total = chain_after(chain, float(done.get("train_time_s", 0)) / 60, float(done.get("epoch", 0.0)))
+    chain = _chain(config)
     return (f"; after `{config['init_from']['name']}` ({chain['runs']} run(s), "
             f"{chain['train_minutes']:.1f} training minutes, {chain['epochs']:.2f} epochs): "
             f"**{total['train_minutes']:.1f} training minutes and {total['epochs']:.2f} "
@@ -162,12 +171,12 @@ def _budget_note(recipe: Recipe, linear: Dict[str, Any], config: Dict[str, Any])
     if recipe.dataset == FOLDER:
         return f"This run covers {done:.2f} of its {recipe.epochs:g}-epoch schedule."
     paper = get_recipe(recipe.dataset)
-    chain = _chain(config)
-    who = "This run" if not chain else f"This run and its {chain['runs']} parent run(s)"
-    if chain:
-        done = chain_after(chain, 0.0, done)["epochs"]
+    total = _chain_total(config, linear)
+    who = "This run" if total is None else f"This run and its {total['runs'] - 1} parent run(s)"
+    if total is not None:
+        done = total["epochs"]
     fraction = done / paper.epochs if paper.epochs else 0
-    return (f"{who} cover{'s' if not chain else ''} {done:.2f} of the paper's {paper.epochs:g} epochs "
+    return (f"{who} cover{'s' if total is None else ''} {done:.2f} of the paper's {paper.epochs:g} epochs "
             f"({100 * fraction:.2f}% of its recipe)" + (
                 ": a small compute budget, so the numbers are far from the paper's."
                 if fraction < 0.5 else "."))

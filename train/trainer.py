@@ -243,7 +243,7 @@ def _cpu_stem_hint(recipe: Recipe, device: torch.device, warm_start: bool) -> Op
     if device.type != "cpu" or warm_start or STEMS[arch].reduction >= STEMS[STANDARD_STEM_ARCH].reduction:
         return None
     return (f"{arch} ({STEMS[arch].description}) keeps more resolution than timm's stem and "
-            f"trained 3-10x fewer images/s on a 2-core CPU; in 30-minute CPU runs on CIFAR-10 "
+            "trained 3-10x fewer images/s on a 2-core CPU; in 30-minute CPU runs on CIFAR-10 "
             f"--arch {STANDARD_STEM_ARCH} reached the best accuracy "
             "(benchmarks/convergence/cifar10/stems/READING.md). The paper's stem is for GPUs.")
 
