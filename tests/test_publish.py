@@ -23,6 +23,8 @@ from train.plot import PLOT_NAMES, plot_run
 from train.publish import publish_run, recipe_command
 from train.recipes import get_recipe
 
+BUNDLED_NAMES = [name for name, entry in sorted(frossl_hub.CATALOG.items()) if entry.bundled]
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -237,3 +239,28 @@ def test_a_simclr_card_names_simclrs_projector():
     linear = {"knn_top1": 0.5, "epoch": 1.0, "step": 10, "protocol": "fast", "weight_decay": 0.0}
     card = render_card("m", recipe, {}, linear, {}, "float32", {"top1": 0.5, "top5": 0.9})
     assert "512 → 2048 → 256 (dropped" in card
+
+
+def _front_matter(card: str) -> dict:
+    return yaml.safe_load(card.split("---")[1])
+
+
+@pytest.mark.parametrize("name, parent, base_model", [
+    ("frossl-resnet18-stl10", "frossl-resnet18-cifar10", "frossl-hub/frossl-resnet18-cifar10"),
+    ("frossl-resnet18-cifar10", "frossl-resnet18-cifar10", None),  # a chain under one name
+])
+def test_card_base_model_is_the_parent_unless_the_parent_is_the_model_itself(name, parent, base_model):
+    from train.publish import render_card
+
+    recipe = get_recipe("cifar10")
+    config = {"init_from": {"name": parent, "source": "bundled", "sha256": "0" * 64}}
+    linear = {"knn_top1": 0.5, "epoch": 1.0, "step": 10, "protocol": "fast", "weight_decay": 0.0}
+    card = render_card(name, recipe, config, linear, {}, "float32", {"top1": 0.5, "top5": 0.9})
+    assert _front_matter(card).get("base_model") == base_model
+    assert f"**Initialised from** `{parent}`" in card  # the text names the parent either way
+
+
+def test_no_bundled_card_names_its_own_model_as_base_model():
+    for name in BUNDLED_NAMES:
+        card = (frossl_hub.resolve(name).folder / "README.md").read_text(encoding="utf-8")
+        assert _front_matter(card).get("base_model") != frossl_hub.CATALOG[name].hf_hub_id, name

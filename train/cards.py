@@ -291,7 +291,7 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Optio
         "kNN top-1 (k=20)": round(100 * linear["knn_top1"], 2)}
     parent = (config.get("init_from") or {}).get("name")
     values = {
-        "front_matter": front_matter(name, spec, scores, base_model=_hub_id(parent)),
+        "front_matter": front_matter(name, spec, scores, base_model=base_model_of(name, parent)),
         "name": name,
         "dataset_title": spec.title,
         "train_images": f"{config.get('num_pretrain_images', 0):,}",
@@ -313,14 +313,19 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Optio
     return string.Template(CARD_TEMPLATE.read_text(encoding="utf-8")).substitute(values)
 
 
-def _hub_id(parent: Optional[str]) -> Optional[str]:
-    """The Hub id of a parent model, for the card's ``base_model`` (None when not on the Hub)."""
+def base_model_of(name: str, parent: Optional[str]) -> Optional[str]:
+    """The card's ``base_model``: the Hub id of the model ``name`` was trained from, or None
+    when that is not on the Hub or is ``name``'s own earlier version (a chain published under
+    one name): a model is not its own base model, and the card's text states the chain."""
     if not parent:
         return None
     if parent.startswith("hf-hub:"):
-        return parent[len("hf-hub:"):]
-    entry = CATALOG.get(clean_name(parent))
-    return entry.hf_hub_id if entry is not None else None
+        parent_id = parent[len("hf-hub:"):]
+    else:
+        entry = CATALOG.get(clean_name(parent))
+        parent_id = entry.hf_hub_id if entry is not None else None
+    own = CATALOG.get(clean_name(name))
+    return None if own is not None and parent_id == own.hf_hub_id else parent_id
 
 
 # ---------------------------------------------------------------------------------------------
