@@ -229,6 +229,48 @@ def test_study_script_dry_run(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # printing the plan creates nothing
 
 
+STEM_REFERENCE = "benchmarks/convergence/cifar10/stems/runs/standard"
+
+
+def _recipe_plan(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "DRY_RUN": "1", "PRESET": "recipe", "STEM": "frossl_resnet18",
+           "REFERENCE": STEM_REFERENCE, "DATASET": "cifar10", "DATA_DIR": "/data/cifar10",
+           "MINUTES": "30", "PYTHON": sys.executable, "RUNS_ROOT": str(tmp_path / "r"),
+           "RESULTS": str(tmp_path / "res"), **extra}
+    return subprocess.run(["bash", str(ROOT / "benchmarks/convergence/run_study.sh")], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("flock") is None,
+                    reason="run_study.sh needs bash and flock")
+def test_recipe_runs_with_the_references_batch_get_its_very_schedule(tmp_path: Path) -> None:
+    """A learning-rate run does the reference's work per step: it takes the reference run's
+    schedule as is, uncalibrated, so its minutes are the reference machine's minutes."""
+    reference = json.loads((ROOT / STEM_REFERENCE / "config.json").read_text())["recipe"]
+    done = _recipe_plan(tmp_path)
+    assert done.returncode == 0, done.stderr
+    trains = {line.split("--out ")[1].split()[0]: line for line in done.stdout.splitlines()
+              if " -m train --dataset" in line}
+    schedule = f"--epochs {reference['epochs']:.3f} --warmup-epochs {reference['warmup_epochs']:.3f} "
+    for name in ("lr0.15", "lr0.6"):
+        assert schedule in trains[str(tmp_path / "r" / name)], name
+    assert "calibrate batch128 and the reference's set-up, back to back" in done.stdout
+    assert ".calibrate-reference" in done.stderr and ".calibrate-lr0.15" not in done.stderr
+    assert f"copy {STEM_REFERENCE} -> {tmp_path / 'res' / 'runs' / 'batch256-lr0.3'}" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # printing the plan creates nothing
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="run_study.sh needs bash")
+@pytest.mark.parametrize("extra, message", [
+    ({"STEM": "frossl_resnet18_s2"}, "REFERENCE trained frossl_resnet18, not STEM=frossl_resnet18_s2"),
+    ({"MINUTES": "20"}, "REFERENCE had a budget of 30 minutes, not MINUTES=20"),
+    ({"REFERENCE": "/nope"}, "REFERENCE=/nope needs the run's calibration.json and config.json"),
+])
+def test_recipe_study_refuses_a_reference_of_another_stem_or_budget(tmp_path: Path, extra, message) -> None:
+    done = _recipe_plan(tmp_path, **extra)
+    assert done.returncode == 2 and done.stderr.strip() == f"error: {message}"
+
+
 @pytest.mark.parametrize("study_dir", ["benchmarks/convergence", "benchmarks/convergence/cifar10"])
 def test_committed_report_is_what_the_committed_runs_give(study_dir: str, tmp_path: Path) -> None:
     """RESULTS.md under benchmarks/convergence is generated, never edited: regenerating it from

@@ -25,6 +25,8 @@
 #   PRESET=stems DATASET=cifar10 DATA_DIR=.data/cifar-10-jpeg MINUTES=30 benchmarks/convergence/run_study.sh
 #   PRESET=recipe STEM=frossl_resnet18_s2 DATASET=cifar10 DATA_DIR=.data/cifar-10-jpeg MINUTES=30 \
 #     benchmarks/convergence/run_study.sh
+#   PRESET=recipe STEM=frossl_resnet18 REFERENCE=benchmarks/convergence/cifar10/stems/runs/standard \
+#     DATASET=cifar10 DATA_DIR=.data/cifar-10-jpeg MINUTES=30 benchmarks/convergence/run_study.sh
 #
 # Environment (defaults in brackets):
 #   PRESET [methods]   methods: the objectives below; stems: one FroSSL run per stem
@@ -51,6 +53,14 @@
 #   RESULTS [benchmarks/convergence, benchmarks/convergence/DATASET for other data sets]
 #   ONLY [all]         space-separated subset of: frossl simclr barlow vicreg frossl-4views
 #                      frossl-8views
+#   REFERENCE [none]   recipe preset: the stem study's finished run of STEM (its folder under
+#                      RESULTS/runs, with calibration.json and config.json), which becomes the
+#                      batch BATCH/lr LR row. Its minutes were measured on the machine it ran on,
+#                      so the recipe runs are budgeted in that machine's minutes: a run with the
+#                      reference's batch size does the same work per step and takes the
+#                      reference's throughput as is (the very same schedule, no calibration); a
+#                      run with another batch size is timed back to back with the reference's
+#                      set-up here and takes the reference's images/s times their ratio.
 #   CALIBRATE_STEPS [12] steps (a multiple of 4) timed alone (after 4 warm-up steps) for the stems and recipe
 #                      presets; the measured images/s is kept in RUN/calibration.json.
 #   ALLOW_BUSY [0]     1: start even when another `python -m train` is running (the minutes
@@ -75,6 +85,7 @@ ALLOW_BUSY=${ALLOW_BUSY:-0}
 DRY_RUN=${DRY_RUN:-0}
 PRESET=${PRESET:-methods}
 CALIBRATE_STEPS=${CALIBRATE_STEPS:-12}
+REFERENCE=${REFERENCE:-}
 (( CALIBRATE_STEPS % 4 == 0 && CALIBRATE_STEPS > 0 )) || { echo "error: CALIBRATE_STEPS must be a positive multiple of 4" >&2; exit 2; }
 case $PRESET in
   methods) suffix="" ;;
@@ -118,6 +129,18 @@ case $PRESET in
   ) ;;
   recipe)
     [[ -n ${STEM:-} ]] || { echo "error: PRESET=recipe needs STEM=<the stem study's winner>" >&2; exit 2; }
+    if [[ -n $REFERENCE ]]; then
+      [[ -f $REFERENCE/calibration.json && -f $REFERENCE/config.json ]] || {
+        echo "error: REFERENCE=$REFERENCE needs the run's calibration.json and config.json" >&2; exit 2; }
+      # images/s, minutes, batch size, base lr and architecture of the reference run
+      read -r REF_IPS REF_MINUTES REF_BATCH REF_LR REF_ARCH < <("$PY" -c 'import json, sys
+cal, cfg = (json.load(open(f"{sys.argv[1]}/{n}.json")) for n in ("calibration", "config"))
+r = cfg["recipe"]
+print(cal["images_per_s"], cal["minutes"], r["batch_size"], r["base_lr"], r["arch"])' "$REFERENCE")
+      [[ $REF_ARCH == "$STEM" ]] || { echo "error: REFERENCE trained $REF_ARCH, not STEM=$STEM" >&2; exit 2; }
+      awk -v a="$REF_MINUTES" -v b="$MINUTES" 'BEGIN { exit !(a == b) }' || {
+        echo "error: REFERENCE had a budget of $REF_MINUTES minutes, not MINUTES=$MINUTES" >&2; exit 2; }
+    fi
     STUDY=(
       "batch128 frossl 2 --arch $STEM --batch-size 128"
       "lr0.15 frossl 2 --arch $STEM --base-lr 0.15"
@@ -181,6 +204,15 @@ selected() {
   return 1
 }
 
+batch_of() {  # trainer-args...: the batch size they train with
+  local batch=$BATCH_SIZE
+  while (( $# )); do
+    [[ $1 == --batch-size ]] && batch=$2
+    shift
+  done
+  echo "$batch"
+}
+
 calibrate() {  # name extra-args...: prints the run's images/s, measured alone for CALIBRATE_STEPS steps
   local name=$1 dir=$RUNS_ROOT/.calibrate-$1 steps=$((CALIBRATE_STEPS + 4))
   shift
@@ -204,7 +236,7 @@ train_run() {  # name method views [trainer arguments]
   if [[ $PRESET == methods ]]; then
     epochs=$(awk -v e="$EPOCHS" -v v="$views" 'BEGIN { printf "%.3f", e * 2 / v }')
   else  # an equal budget of training minutes at each run's own measured throughput
-    ips=100  # what a dry run's calibration prints
+    ips=${PLANNED_IPS[$name]:-100}  # a dry run's plan: what its calibration printed
     [[ $DRY_RUN == 1 ]] || ips=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["images_per_s"])' "$dir/calibration.json")
     epochs=$(awk -v m="$MINUTES" -v ips="$ips" -v n="$NUM_IMAGES" 'BEGIN { printf "%.3f", m * 60 * ips / n }')
     budget=()
@@ -236,20 +268,38 @@ copy_run() {  # name: the small JSON files only, never checkpoints or feature ca
   return 0
 }
 
+declare -A PLANNED_IPS=()  # name -> images/s, for a dry run's plan
 if [[ $PRESET != methods ]]; then  # time every run first, one after another, on the idle machine
   for entry in "${STUDY[@]}"; do
     read -r name method views extra <<<"$entry"
     selected "$name" || continue
     dir=$RUNS_ROOT/$name
     [[ -f $dir/calibration.json || -f $dir/linear.json ]] && continue
-    log "calibrate $name"
-    # shellcheck disable=SC2086
-    ips=$(calibrate "$name" $extra)
+    reference_fields=""
+    if [[ -z $REFERENCE ]]; then
+      log "calibrate $name"
+      # shellcheck disable=SC2086
+      ips=$(calibrate "$name" $extra)
+    elif [[ $(batch_of $extra) == "$REF_BATCH" ]]; then  # the same work per step: same schedule
+      ips=$REF_IPS
+      reference_fields=", \"reference\": \"$REFERENCE\", \"ratio\": 1"
+    else
+      log "calibrate $name and the reference's set-up, back to back"
+      # shellcheck disable=SC2086
+      here=$(calibrate "$name" $extra)
+      [[ -n ${ref_here:-} ]] || ref_here=$(calibrate reference --arch "$STEM" --batch-size "$REF_BATCH")
+      ips=$(awk -v r="$REF_IPS" -v a="$here" -v b="$ref_here" 'BEGIN { printf "%.1f", r * a / b }')
+      reference_fields=", \"reference\": \"$REFERENCE\", \"ratio\": $(awk -v a="$here" -v b="$ref_here" \
+        'BEGIN { printf "%.4f", a / b }'), \"images_per_s_here\": $here, \"reference_images_per_s_here\": $ref_here"
+    fi
     if [[ $DRY_RUN != 1 ]]; then
       mkdir -p "$dir"
-      printf '{"images_per_s": %s, "minutes": %s, "calibrate_steps": %s}\n' "$ips" "$MINUTES" \
-        "$CALIBRATE_STEPS" >"$dir/calibration.json"
-      log "$name: $ips images/s"
+      printf '{"images_per_s": %s, "minutes": %s, "calibrate_steps": %s%s}\n' "$ips" "$MINUTES" \
+        "$CALIBRATE_STEPS" "$reference_fields" >"$dir/calibration.json"
+      log "$name: $ips images/s${reference_fields:+ (in minutes of the reference machine)}"
+    else
+      PLANNED_IPS[$name]=$ips
+      echo "calibration $name: $ips images/s${reference_fields}"
     fi
   done
 fi
@@ -268,6 +318,18 @@ for entry in "${STUDY[@]}"; do
   fi
   [[ $DRY_RUN == 1 ]] || copy_run "$name"
 done
+
+if [[ -n $REFERENCE ]]; then  # the reference is the study's batch REF_BATCH / lr REF_LR row
+  ref_row=$RESULTS/runs/batch$REF_BATCH-lr$REF_LR
+  if [[ $DRY_RUN == 1 ]]; then
+    echo "copy $REFERENCE -> $ref_row"
+  elif [[ $(realpath "$REFERENCE") != $(realpath -m "$ref_row") ]]; then
+    mkdir -p "$ref_row"
+    for file in metrics.jsonl config.json linear.json calibration.json; do
+      [[ -f $REFERENCE/$file ]] && cp "$REFERENCE/$file" "$ref_row/$file"
+    done
+  fi
+fi
 
 report=benchmarks.convergence
 [[ $PRESET == methods ]] || report=benchmarks.convergence.budget
