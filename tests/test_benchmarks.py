@@ -86,3 +86,30 @@ def test_embed_throughput_names_its_bound() -> None:
     out = run_script("embed_throughput.py", ["--images", "24", "--batch-size", "8", "--workers", "1", "--threads", "1"])
     assert "embed / raw forward = " in out, out
     assert "bound: decode-bound" in out or "bound: compute-bound" in out, out
+
+
+def test_compare_models_finds_no_difference_between_a_model_and_itself() -> None:
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST absent (/usr/share/datasets/fashion-mnist)")
+    name = "frossl-resnet18-fashion-mnist"
+    out = run_script("compare_models.py", [name, name, "--limit", "200"])
+    assert "fashion-mnist, official evaluation split, 200 images" in out
+    assert "right only with the candidate: 0, only with the baseline: 0" in out
+    assert "McNemar exact two-sided p = 1.000" in out and "verdict: not measurably better" in out
+
+
+def test_compare_models_refuses_models_of_different_data_sets() -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "compare_models.py"), "frossl-resnet18-cifar10",
+                           "frossl-resnet18-fashion-mnist"], cwd=REPO, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == ("error: frossl-resnet18-fashion-mnist was trained on fashion-mnist, "
+                                   "frossl-resnet18-cifar10 on cifar10")
+
+
+@pytest.mark.parametrize("only_a, only_b, p", [(0, 0, 1.0), (3, 3, 1.0), (0, 5, 0.0625), (5, 0, 0.0625),
+                                               (291, 277, 0.585)])
+def test_mcnemar_exact_p_is_the_two_sided_binomial_tail(only_a: int, only_b: int, p: float) -> None:
+    from benchmarks.compare_models import mcnemar_exact_p
+
+    assert mcnemar_exact_p(only_a, only_b) == pytest.approx(p, abs=5e-4)
