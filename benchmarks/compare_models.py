@@ -65,9 +65,9 @@ def dataset_of(name_or_path: str) -> str:
 def compare(baseline: str, candidate: str, data_dir: Optional[str], limit: Optional[int],
             batch_size: int) -> Tuple[str, bool]:
     """The report's text, and whether the candidate is measurably better."""
-    dataset = dataset_of(baseline)
-    if dataset_of(candidate) != dataset:
-        raise ValueError(f"{candidate} was trained on {dataset_of(candidate)}, {baseline} on {dataset}")
+    dataset, candidate_dataset = dataset_of(baseline), dataset_of(candidate)
+    if candidate_dataset != dataset:
+        raise ValueError(f"{candidate} was trained on {candidate_dataset}, {baseline} on {dataset}")
     test = load_arrays(dataset, data_dir, "test")
     images, labels = test.images[:limit], test.labels[:limit]
     right = {key: predictions(src, images, batch_size) == labels

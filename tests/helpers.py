@@ -22,8 +22,12 @@ from typing import Iterator, Optional, Union
 import pytest
 import torch
 
-__all__ = ["CIFAR10_ARCHIVE", "TINY_SAMPLE_ARCHIVE", "extract_cifar10_test",
+from frossl_hub.catalog import CATALOG
+
+__all__ = ["BUNDLED", "CIFAR10_ARCHIVE", "TINY_SAMPLE_ARCHIVE", "extract_cifar10_test",
            "extract_tiny_imagenet_sample", "publish_tiny_model", "one_torch_thread"]
+
+BUNDLED = [name for name, entry in sorted(CATALOG.items()) if entry.bundled]  # the models shipped with frossl-hub
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 CIFAR10_ARCHIVE = SHARED_DATASETS / "cifar-10-jpeg.tar.xz"

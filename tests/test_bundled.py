@@ -15,7 +15,7 @@ from PIL import Image
 import frossl_hub
 from frossl_hub._io import sha256_file
 from frossl_hub.catalog import CATALOG
-from helpers import extract_tiny_imagenet_sample
+from helpers import BUNDLED, extract_tiny_imagenet_sample
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR10_ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar-10-jpeg.tar.xz"
@@ -24,7 +24,6 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 PER_CLASS = 100  # a fixed, class-balanced subset of the official test split
 TOLERANCE = 0.05  # |subset top-1 - card top-1|; 3 sigma of a 1,000-image estimate
 
-BUNDLED = [name for name, entry in sorted(CATALOG.items()) if entry.bundled]
 
 
 def _cifar10_test_subset(tmp_path: Path) -> List[Tuple[Image.Image, int]]:

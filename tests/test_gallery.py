@@ -12,13 +12,12 @@ from frossl_hub.catalog import CATALOG
 from frossl_hub.gallery import (GALLERY_NAME, MAX_GALLERY_BYTES, MAX_GALLERY_IMAGES, Gallery,
                                 GalleryError, balanced_indices, read_gallery, save_gallery)
 from frossl_hub.hub import SUMS_NAME, ChecksumError, read_sums
-from helpers import extract_cifar10_test, extract_tiny_imagenet_sample, publish_tiny_model
+from helpers import BUNDLED, extract_cifar10_test, extract_tiny_imagenet_sample, publish_tiny_model
 from train.data import load_arrays
 from train.gallery import attach_gallery, build_gallery
 from train.gallery import main as gallery_main
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-BUNDLED = [name for name, entry in sorted(CATALOG.items()) if entry.bundled]
 BUNDLED_SIZE = {"frossl-resnet18-cifar10": 400, "frossl-resnet18-fashion-mnist": 500,
                 "frossl-resnet18-tiny-imagenet": 160}  # 160 x 64 x 64 x 3 bytes: under 2 MB
 

@@ -13,6 +13,7 @@ import yaml
 
 import frossl_hub
 from formats import write_fashion_mnist
+from helpers import BUNDLED
 from frossl_hub.hub import read_sums
 from train.cards import CARDS_DIR, card_for, generate_cards
 from train.checkpoint import CheckpointError
@@ -22,8 +23,6 @@ from train.linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_
 from train.plot import PLOT_NAMES, plot_run
 from train.publish import publish_run, recipe_command
 from train.recipes import get_recipe
-
-BUNDLED_NAMES = [name for name, entry in sorted(frossl_hub.CATALOG.items()) if entry.bundled]
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -261,6 +260,6 @@ def test_card_base_model_is_the_parent_unless_the_parent_is_the_model_itself(nam
 
 
 def test_no_bundled_card_names_its_own_model_as_base_model():
-    for name in BUNDLED_NAMES:
+    for name in BUNDLED:
         card = (frossl_hub.resolve(name).folder / "README.md").read_text(encoding="utf-8")
         assert _front_matter(card).get("base_model") != frossl_hub.CATALOG[name].hf_hub_id, name

@@ -260,7 +260,11 @@ probe_run() {  # name
 }
 
 copy_run() {  # name: the small JSON files only, never checkpoints or feature caches
-  local src=$RUNS_ROOT/$1 dst=$RESULTS/runs/$1 file
+  copy_run_files "$RUNS_ROOT/$1" "$RESULTS/runs/$1"
+}
+
+copy_run_files() {  # source-folder target-folder
+  local src=$1 dst=$2 file
   mkdir -p "$dst"
   for file in metrics.jsonl config.json linear.json calibration.json; do
     [[ -f $src/$file ]] && cp "$src/$file" "$dst/$file"
@@ -288,9 +292,9 @@ if [[ $PRESET != methods ]]; then  # time every run first, one after another, on
       # shellcheck disable=SC2086
       here=$(calibrate "$name" $extra)
       [[ -n ${ref_here:-} ]] || ref_here=$(calibrate reference --arch "$STEM" --batch-size "$REF_BATCH")
-      ips=$(awk -v r="$REF_IPS" -v a="$here" -v b="$ref_here" 'BEGIN { printf "%.1f", r * a / b }')
-      reference_fields=", \"reference\": \"$REFERENCE\", \"ratio\": $(awk -v a="$here" -v b="$ref_here" \
-        'BEGIN { printf "%.4f", a / b }'), \"images_per_s_here\": $here, \"reference_images_per_s_here\": $ref_here"
+      read -r ratio ips < <(awk -v r="$REF_IPS" -v a="$here" -v b="$ref_here" \
+        'BEGIN { printf "%.4f %.1f\n", a / b, r * a / b }')
+      reference_fields=", \"reference\": \"$REFERENCE\", \"ratio\": $ratio, \"images_per_s_here\": $here, \"reference_images_per_s_here\": $ref_here"
     fi
     if [[ $DRY_RUN != 1 ]]; then
       mkdir -p "$dir"
@@ -324,10 +328,7 @@ if [[ -n $REFERENCE ]]; then  # the reference is the study's batch REF_BATCH / l
   if [[ $DRY_RUN == 1 ]]; then
     echo "copy $REFERENCE -> $ref_row"
   elif [[ $(realpath "$REFERENCE") != $(realpath -m "$ref_row") ]]; then
-    mkdir -p "$ref_row"
-    for file in metrics.jsonl config.json linear.json calibration.json; do
-      [[ -f $REFERENCE/$file ]] && cp "$REFERENCE/$file" "$ref_row/$file"
-    done
+    copy_run_files "$REFERENCE" "$ref_row"
   fi
 fi
 
