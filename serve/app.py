@@ -8,6 +8,7 @@ from typing import AsyncIterator, Mapping, Optional
 
 import torch
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from .config import Settings, describe, settings_from_env
@@ -59,8 +60,10 @@ def create_app(settings: Optional[Settings] = None,
 
                 multiprocess.mark_process_dead(os.getpid())
 
-    app = FastAPI(title="frossl-hub", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+    # /docs and /redoc load Swagger UI and ReDoc from this service (the package's copies under
+    # /static-offline-docs), not from a CDN: FastAPI's default pages are blank offline.
+    app = FastAPIOffline(title="frossl-hub", version=__version__, description=DESCRIPTION,
+                         lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = service_metrics

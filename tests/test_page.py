@@ -292,6 +292,30 @@ def test_the_file_input_is_reachable_with_the_keyboard(browser, server) -> None:
     assert focused[1:] == ["model", "file"]
 
 
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"  # ReDoc's "by Redocly" badge image
+
+
+@pytest.mark.parametrize("path, rendered, allowed_off_host", [
+    ("/docs", "document.querySelectorAll('.opblock').length", []),  # a block per operation
+    ("/redoc", "document.querySelectorAll('[data-section-id^=\"operation/\"]').length",
+     [REDOC_LOGO]),  # offline only this decorative badge stays blank
+])
+def test_the_api_docs_render_every_operation_offline(browser, server, path, rendered,
+                                                     allowed_off_host) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    spec = httpx.get(server + "/openapi.json").json()
+    operations = sum(len(methods) for methods in spec["paths"].values())
+    browser.get_log("performance")
+    browser.get(server + path)
+    WebDriverWait(browser, WAIT_S, poll_frequency=0.2).until(
+        lambda d: d.execute_script("return " + rendered) >= operations)
+    off_host = [r["url"] for r in requests_sent(browser)
+                if urlparse(r["url"]).scheme not in ("data", "blob")
+                and urlparse(r["url"]).netloc != urlparse(server).netloc]
+    assert [u for u in off_host if u not in allowed_off_host] == []
+
+
 # ---------------------------------------------------------------------------------------------
 # how the service answers for the page
 
