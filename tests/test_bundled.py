@@ -25,7 +25,6 @@ PER_CLASS = 100  # a fixed, class-balanced subset of the official test split
 TOLERANCE = 0.05  # |subset top-1 - card top-1|; 3 sigma of a 1,000-image estimate
 
 
-
 def _cifar10_test_subset(tmp_path: Path) -> List[Tuple[Image.Image, int]]:
     classes = list(frossl_hub.get_dataset_spec("cifar10").label_names)
     if CIFAR10_FOLDER.is_dir():

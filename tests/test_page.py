@@ -147,6 +147,12 @@ def requests_sent(driver: Any) -> List[Dict[str, Any]]:
     return sent
 
 
+def off_host(urls: List[str], server: str) -> List[str]:
+    """The URLs that went to another host than the server (data: and blob: stay in the page)."""
+    return [u for u in urls if urlparse(u).scheme not in ("data", "blob")
+            and urlparse(u).netloc != urlparse(server).netloc]
+
+
 def texts(driver: Any, selector: str) -> List[str]:
     return driver.execute_script(
         "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent)",
@@ -241,9 +247,7 @@ def test_every_image_has_alt_text(shown) -> None:
 def test_no_request_left_127_0_0_1(shown, server) -> None:
     urls = [r["url"] for r in shown["requests"]]
     assert any(u.endswith("/v1/neighbours") for u in urls), urls
-    off_host = [u for u in urls if urlparse(u).scheme not in ("data", "blob")
-                and urlparse(u).netloc != urlparse(server).netloc]
-    assert off_host == []
+    assert off_host(urls, server) == []
 
 
 def test_the_screenshot_is_saved(shown) -> None:
@@ -310,10 +314,8 @@ def test_the_api_docs_render_every_operation_offline(browser, server, path, rend
     browser.get(server + path)
     WebDriverWait(browser, WAIT_S, poll_frequency=0.2).until(
         lambda d: d.execute_script("return " + rendered) >= operations)
-    off_host = [r["url"] for r in requests_sent(browser)
-                if urlparse(r["url"]).scheme not in ("data", "blob")
-                and urlparse(r["url"]).netloc != urlparse(server).netloc]
-    assert [u for u in off_host if u not in allowed_off_host] == []
+    urls = [r["url"] for r in requests_sent(browser)]
+    assert [u for u in off_host(urls, server) if u not in allowed_off_host] == []
 
 
 # ---------------------------------------------------------------------------------------------
