@@ -3,6 +3,7 @@
 Importing this module registers one timm architecture per stem (``frossl_hub.stems``):
 
 - ``frossl_resnet18``: timm's ``resnet18`` (7x7 stride-2 stem + max-pool), for 64-224 px data.
+- ``frossl_resnet18_nopool``: timm's 7x7 stride-2 ``conv1``, no max-pool.
 - ``frossl_resnet18_s2``: a 3x3 stride-2 ``conv1``, no max-pool.
 - ``frossl_resnet18_s1pool``: a 3x3 stride-1 ``conv1`` + max-pool.
 - ``frossl_resnet18_cifar``: a 3x3 stride-1 ``conv1`` and no max-pool, for 28-32 px data.
@@ -113,6 +114,12 @@ def _create(variant: str, pretrained: bool, **kwargs: Any) -> ResNet:
 def frossl_resnet18(pretrained: bool = False, **kwargs: Any) -> ResNet:
     """ResNet18 with timm's standard stem (7x7 stride-2 conv1 + max-pool)."""
     return _create("frossl_resnet18", pretrained, **kwargs)
+
+
+@register_model
+def frossl_resnet18_nopool(pretrained: bool = False, **kwargs: Any) -> ResNet:
+    """ResNet18 with timm's 7x7 stride-2 conv1 and no max-pool (downsamples by 2 before layer1)."""
+    return _create("frossl_resnet18_nopool", pretrained, **kwargs)
 
 
 @register_model

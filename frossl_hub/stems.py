@@ -3,7 +3,7 @@
 A stem is ``conv1`` (kernel, stride) and whether timm's 3x3 stride-2 max-pool follows it.
 Its total downsampling decides the feature-map size the residual stages see: at 32 px the
 standard stem leaves an 8x8 map for ``layer1`` and 1x1 before pooling, the small-image stem
-32x32 and 4x4, at about 9x the compute per image. The two intermediate stems sit between.
+32x32 and 4x4, at about 9x the compute per image. The intermediate stems sit between.
 """
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ class Stem:
 
 STEMS: Dict[str, Stem] = {  # timm architecture -> stem, from the most to the least downsampling
     STANDARD_STEM_ARCH: Stem(7, 2, True, "timm resnet18 stem: 7×7 stride-2 conv1 + max-pool"),
+    # the standard conv1 without the max-pool: warm-starts from a standard-stem model (same
+    # weights) and keeps a 2x2 final map at 28-32 px
+    "frossl_resnet18_nopool": Stem(7, 2, False, "timm resnet18 conv1 (7×7 stride 2), no max-pool"),
     "frossl_resnet18_s2": Stem(3, 2, False, "3×3 stride-2 conv1, no max-pool"),
     "frossl_resnet18_s1pool": Stem(3, 1, True, "3×3 stride-1 conv1 + max-pool"),
     SMALL_STEM_ARCH: Stem(3, 1, False, "3×3 stride-1 conv1, no max-pool"),

@@ -166,7 +166,7 @@ def test_init_from_a_model_of_another_architecture_is_refused(tmp_path, capsys):
         _png(tmp_path / "data" / f"{i}.png")
     err = _fails(tmp_path / "data", tmp_path, capsys, "--init-from", "frossl-resnet18-cifar10",
                  "--arch", "frossl_resnet18_cifar")
-    assert "frossl_resnet18_cifar" in err and "same architecture" in err
+    assert "frossl_resnet18_cifar" in err and "same conv1 kernel" in err
 
 
 def test_folder_flags_belong_to_the_folder_data_set(tmp_path, capsys):
@@ -198,6 +198,21 @@ def test_init_from_a_greyscale_model_adapts_its_first_conv_as_timm_does():
     source = frossl_hub.load("frossl-resnet18-fashion-mnist", num_classes=0).state_dict()
     assert torch.equal(backbone.conv1.weight, adapt_input_conv(3, source["conv1.weight"], 1))
     assert torch.equal(backbone.layer4[1].conv2.weight, source["layer4.1.conv2.weight"])
+
+
+def test_init_from_may_drop_the_max_pool_of_the_parents_stem():
+    """Same conv1 kernel, so every weight fits; the run sees twice the feature-map side."""
+    import frossl_hub
+    from frossl_hub.models import create_backbone
+    from train.init_from import load_parent, parent_architecture, resolve_parent
+
+    parent = resolve_parent("frossl-resnet18-cifar10")
+    arch = parent_architecture(parent, "frossl_resnet18_nopool")
+    backbone = create_backbone(arch)
+    load_parent(backbone, parent)
+    source = frossl_hub.load("frossl-resnet18-cifar10", num_classes=0).state_dict()
+    assert arch == "frossl_resnet18_nopool" and isinstance(backbone.maxpool, torch.nn.Identity)
+    assert all(torch.equal(backbone.state_dict()[k], v) for k, v in source.items())
 
 
 def test_init_from_a_corrupt_model_is_refused_by_its_checksum(tmp_path):

@@ -193,6 +193,7 @@ def test_timm_data_config_of_a_loaded_model_is_the_datasets(published):
 
 @pytest.mark.parametrize("arch, kernel, stride, pooled, reductions, final", [
     ("frossl_resnet18", 7, 2, True, [2, 4, 8, 16, 32], 1),
+    ("frossl_resnet18_nopool", 7, 2, False, [2, 2, 4, 8, 16], 2),
     ("frossl_resnet18_s2", 3, 2, False, [2, 2, 4, 8, 16], 2),
     ("frossl_resnet18_s1pool", 3, 1, True, [1, 2, 4, 8, 16], 2),
     ("frossl_resnet18_cifar", 3, 1, False, [1, 1, 2, 4, 8], 4),

@@ -259,6 +259,18 @@ def test_card_base_model_is_the_parent_unless_the_parent_is_the_model_itself(nam
     assert f"**Initialised from** `{parent}`" in card  # the text names the parent either way
 
 
+def test_card_says_when_a_run_changed_the_stem_of_its_parent():
+    from train.publish import render_card
+
+    recipe = get_recipe("cifar10").replace(arch="frossl_resnet18_nopool")
+    config = {"init_from": {"name": "frossl-resnet18-cifar10", "source": "bundled", "sha256": "0" * 64,
+                            "architecture": "frossl_resnet18"}}
+    linear = {"knn_top1": 0.5, "epoch": 1.0, "step": 10, "protocol": "fast", "weight_decay": 0.0}
+    card = render_card("frossl-resnet18-cifar10", recipe, config, linear, {}, "float32", {"top1": 0.5, "top5": 0.9})
+    assert ("its backbone (a `frossl_resnet18`, timm resnet18 stem: 7×7 stride-2 conv1 + max-pool; "
+            "this run's stem: timm resnet18 conv1 (7×7 stride 2), no max-pool)") in card
+
+
 def test_no_bundled_card_names_its_own_model_as_base_model():
     for name in BUNDLED:
         card = (frossl_hub.resolve(name).folder / "README.md").read_text(encoding="utf-8")

@@ -135,8 +135,11 @@ def _data_note(recipe: Recipe, config: Dict[str, Any], spec: DatasetSpec) -> str
     parent = config.get("init_from")
     if parent:
         source = "bundled with frossl-hub" if parent["source"] == "bundled" else parent["source"]
+        restem = ("" if parent.get("architecture", recipe.architecture) == recipe.architecture else
+                  f" (a `{parent['architecture']}`, {get_stem(parent['architecture']).description}; "
+                  f"this run's stem: {get_stem(recipe.architecture).description})")
         notes.append(f"**Initialised from** `{parent['name']}` ({source}, weights sha256 "
-                     f"`{parent['sha256']}`): its backbone; the projector started fresh.")
+                     f"`{parent['sha256']}`): its backbone{restem}; the projector started fresh.")
     return "\n\n".join(notes)
 
 

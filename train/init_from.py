@@ -3,7 +3,8 @@
 The parent is found and checked exactly as ``frossl_hub.load`` does (catalog name, published
 folder or ``hf-hub:``; sha256 against the catalog and the folder's SHA256SUMS). Only the
 backbone is taken: the projector and the online classifier start fresh. A warm start needs
-the same architecture (stem); a different number of input channels is adapted the way timm
+a stem with the parent's ``conv1`` kernel (the weights then fit; stride and max-pool may
+differ, e.g. ``frossl_resnet18`` -> ``frossl_resnet18_nopool``); a different number of input channels is adapted the way timm
 adapts pretrained weights (``adapt_input_conv``).
 """
 from __future__ import annotations
@@ -88,14 +89,17 @@ def resolve_parent(name_or_path: str) -> Parent:
 
 
 def parent_architecture(parent: Parent, arch: Optional[str]) -> str:
-    """The architecture a warm-started run must use: the parent's (``--arch`` may only agree)."""
-    if arch is not None and arch != parent.architecture:
+    """The architecture a warm-started run uses: the parent's, or an ``--arch`` whose ``conv1``
+    has the parent's kernel (every weight then fits; only the downsampling differs)."""
+    if arch is None or arch == parent.architecture:
+        return parent.architecture
+    if get_stem(arch).kernel != get_stem(parent.architecture).kernel:
         raise InitError(
             f"--init-from {parent.name} is a {parent.architecture} "
             f"({get_stem(parent.architecture).description}) but --arch asks for {arch} "
-            f"({get_stem(arch).description}); a warm start needs the same architecture: "
+            f"({get_stem(arch).description}); a warm start needs the same conv1 kernel: "
             "drop --arch to use the parent's, or start from a model with that stem.")
-    return parent.architecture
+    return arch
 
 
 def _parent_state(parent: Parent) -> Dict[str, Tensor]:
