@@ -59,7 +59,7 @@ def pretrained_cfg_for(spec: DatasetSpec, architecture: Optional[str] = None,
     """
     size = image_size or spec.image_size
     architecture = architecture or (SMALL_STEM_ARCH if spec.small_images else STANDARD_STEM_ARCH)
-    final = max(1, size // (get_stem(architecture).reduction * 8))
+    final = -(-size // (get_stem(architecture).reduction * 8))  # padded stride-2 layers round up
     cfg: Dict[str, Any] = dict(
         url="",
         num_classes=spec.num_classes,

@@ -191,7 +191,7 @@ def test_init_from_a_greyscale_model_adapts_its_first_conv_as_timm_does():
     from train.init_from import load_parent, resolve_parent
 
     parent = resolve_parent("frossl-resnet18-fashion-mnist")
-    assert (parent.in_chans, parent.architecture) == (1, "frossl_resnet18")
+    assert (parent.in_chans, parent.architecture) == (1, frossl_hub.CATALOG[parent.name].architecture)
     assert parent.sha256 == frossl_hub.CATALOG["frossl-resnet18-fashion-mnist"].sha256
     backbone = create_backbone(parent.architecture, in_chans=3)
     load_parent(backbone, parent)

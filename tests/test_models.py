@@ -147,7 +147,7 @@ def test_untagged_pretrained_cfgs_describe_the_default_inputs():
 
 
 def test_tagged_pretrained_cfg_takes_the_datasets_spec():
-    model = timm.create_model("frossl_resnet18.fashion_mnist", in_chans=1)
+    model = timm.create_model(get_entry("fashion-mnist").timm_name, in_chans=1)
     cfg = model.pretrained_cfg
     assert tuple(cfg["input_size"]) == (1, 28, 28) and tuple(cfg["mean"]) == (0.2860,)
     assert model.num_classes == 10 and cfg["label_names"][0] == "T-shirt/top"
@@ -204,7 +204,9 @@ def test_each_stem_downsamples_as_its_name_says(arch, kernel, stride, pooled, re
     assert isinstance(model.maxpool, torch.nn.MaxPool2d) == pooled
     assert model.feature_info.reduction() == reductions
     assert model(torch.randn(1, 3, 32, 32))[-1].shape[-2:] == (final, final)
-    assert pretrained_cfg_for(get_dataset_spec("cifar10"), arch)["pool_size"] == (final, final)
+    for dataset, side in (("cifar10", 32), ("fashion-mnist", 28), ("tiny-imagenet", 64)):
+        final_map = tuple(model(torch.randn(1, 3, side, side))[-1].shape[-2:])
+        assert pretrained_cfg_for(get_dataset_spec(dataset), arch)["pool_size"] == final_map, dataset
 
 
 @pytest.mark.parametrize("arch", ["frossl_resnet18_s2", "frossl_resnet18_s1pool"])
