@@ -126,12 +126,15 @@ CATALOG: Dict[str, CatalogEntry] = {
                      "10,000-image validation split. Reaches the 20% goal."),
         _entry("imagenet100"),
         _entry("imagenet"),
-        _entry("fashion-mnist", small_stem=False, status=PUBLISHED, bundled=True,
-               sha256="f1f10932ac12347137a55180ab4075d6f3d12aa2135264672b74af1fc537cf6c",
-               metrics={"linear_top1": 0.8644, "linear_top5": 0.9988, "knn_top1": 0.8496,
-                        "random_init_linear_top1": 0.2527, "epochs": 30.0, "train_minutes": 95.0},
-               notes="30 epochs on a 2-core CPU (standard resnet18 stem), on the real "
-                     "Fashion-MNIST (Debian dataset-fashion-mnist)."),
+        _entry("fashion-mnist", architecture="frossl_resnet18_nopool", status=PUBLISHED, bundled=True,
+               sha256="b30ad0d242dc2bd5ca30baf14c482d779fae7fdcdfe594365e72000acecbe885",
+               metrics={"linear_top1": 0.878, "linear_top5": 0.9988, "knn_top1": 0.8523,
+                        "random_init_linear_top1": 0.7135, "epochs": 11.0, "train_minutes": 111.7,
+                        "chained_runs": 2, "total_train_minutes": 206.7, "total_epochs": 41.0},
+               notes="41 epochs over 2 chained runs (206.7 training minutes) on a 2-core CPU: 30 "
+                     "epochs with the standard resnet18 stem, then 11 epochs --init-from it with the "
+                     "max-pool dropped (frossl_resnet18_nopool, a 2x2 final map at 28 px), on the real "
+                     "Fashion-MNIST (Debian dataset-fashion-mnist). Below the 90% goal."),
     )
 }
 

@@ -107,6 +107,14 @@ def test_compare_models_refuses_models_of_different_data_sets() -> None:
                                    "frossl-resnet18-cifar10 on cifar10")
 
 
+def test_drop_maxpool_refuses_a_model_without_one() -> None:
+    proc = subprocess.run([sys.executable, str(BENCH / "drop_maxpool.py"), "frossl-resnet18-fashion-mnist"],
+                          cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: frossl-resnet18-fashion-mnist has no max-pool to drop"
+
+
 @pytest.mark.parametrize("only_a, only_b, p", [(0, 0, 1.0), (3, 3, 1.0), (0, 5, 0.0625), (5, 0, 0.0625),
                                                (291, 277, 0.585)])
 def test_mcnemar_exact_p_is_the_two_sided_binomial_tail(only_a: int, only_b: int, p: float) -> None:

@@ -53,7 +53,7 @@ def test_catalog_entry_describes_weights_input_and_labels(dataset):
 
 
 @pytest.mark.parametrize("dataset, arch", [("cifar100", "frossl_resnet18_cifar"),
-                                           ("fashion-mnist", "frossl_resnet18"),  # bundled: standard stem
+                                           ("fashion-mnist", "frossl_resnet18_nopool"),  # bundled: its stem
                                            ("stl10", "frossl_resnet18"),
                                            ("imagenet", "frossl_resnet18")])
 def test_small_image_datasets_get_the_small_stem(dataset, arch):
@@ -199,7 +199,7 @@ def test_timm_data_config_of_a_loaded_model_is_the_datasets(published):
     ("frossl_resnet18_cifar", 3, 1, False, [1, 1, 2, 4, 8], 4),
 ])
 def test_each_stem_downsamples_as_its_name_says(arch, kernel, stride, pooled, reductions, final):
-    model = timm.create_model(arch, features_only=True).eval()
+    model = timm.create_model(arch, features_only=True, in_chans=3).eval()  # a bare name takes its first tag's input
     assert model.conv1.kernel_size == (kernel, kernel) and model.conv1.stride == (stride, stride)
     assert isinstance(model.maxpool, torch.nn.MaxPool2d) == pooled
     assert model.feature_info.reduction() == reductions
