@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark scripts: the machine header, timing, tables, a tiny model.
+"""Shared helpers of the benchmark scripts: the machine header, timing, tables, a tiny model,
+the data set a published model was trained on.
 
 Imported by the scripts in this folder as ``import _common`` (Python puts a script's own
 folder first on ``sys.path``); it also puts the repository root on ``sys.path``, so the
@@ -28,7 +29,7 @@ from frossl_hub.backends import available_cores  # noqa: E402
 __all__ = ["REPO", "available_cores", "machine_lines", "print_header", "sync", "timed",
            "table", "fmt_ratio", "free_port", "server_env", "wait_healthy", "stop_server",
            "running_server",
-           "publish_tiny_model"]
+           "publish_tiny_model", "dataset_of"]
 
 
 def _cpu_model() -> str:
@@ -215,3 +216,11 @@ def publish_tiny_model(folder: Path, dataset: str = "cifar10", arch: Optional[st
     card = f"# Tiny test model ({arch}, {spec.title})\n\nRandom weights, for tests and benchmarks only.\n"
     return save_pretrained(model.state_dict(), folder, model_config(model), dtype=dtype,
                            extra_files={"README.md": card})
+
+
+def dataset_of(name_or_path: str) -> str:
+    """The catalog data set a published model (catalog name or folder) was trained on."""
+    import frossl_hub
+    from frossl_hub.hub import load_config
+
+    return load_config(frossl_hub.resolve(name_or_path).folder)["frossl"]["dataset"]

@@ -25,7 +25,7 @@ except ImportError:
     from benchmarks import _common
 
 import frossl_hub
-from frossl_hub.hub import ChecksumError, ModelNotFoundError, load_config
+from frossl_hub.hub import ChecksumError, ModelNotFoundError
 from train.data import DatasetError, load_arrays
 
 ALPHA = 0.05  # the verdict's significance level
@@ -57,15 +57,10 @@ def predictions(name_or_path: str, images: torch.Tensor, batch_size: int) -> tor
     return torch.cat(out)
 
 
-def dataset_of(name_or_path: str) -> str:
-    config = load_config(frossl_hub.resolve(name_or_path).folder)
-    return config["frossl"]["dataset"]
-
-
 def compare(baseline: str, candidate: str, data_dir: Optional[str], limit: Optional[int],
             batch_size: int) -> Tuple[str, bool]:
     """The report's text, and whether the candidate is measurably better."""
-    dataset, candidate_dataset = dataset_of(baseline), dataset_of(candidate)
+    dataset, candidate_dataset = _common.dataset_of(baseline), _common.dataset_of(candidate)
     if candidate_dataset != dataset:
         raise ValueError(f"{candidate} was trained on {candidate_dataset}, {baseline} on {dataset}")
     test = load_arrays(dataset, data_dir, "test")

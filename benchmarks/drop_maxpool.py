@@ -25,27 +25,24 @@ except ImportError:
     from benchmarks import _common
 
 import frossl_hub
-from frossl_hub.hub import ChecksumError, ModelNotFoundError, load_config
+from frossl_hub.hub import ChecksumError, ModelNotFoundError
 from frossl_hub.specs import get_dataset_spec
-from train.data import DatasetError, load_arrays
+from train.data import ArrayDataset, DatasetError, load_arrays
 from train.evaluation import split_features
 from train.linear import probe_features
 from train.recipes import get_recipe
 
 
-def probe(name_or_path: str, drop_maxpool: bool, data_dir: Optional[str]) -> str:
+def probe(model: nn.Module, dataset: str, splits: Sequence[ArrayDataset]) -> str:
     """One row: the fast probe's linear and kNN top-1 on the model's frozen features."""
-    dataset = load_config(frossl_hub.resolve(name_or_path).folder)["frossl"]["dataset"]
-    spec, recipe = get_dataset_spec(dataset), get_recipe(dataset)
-    model = frossl_hub.load(name_or_path, num_classes=0).eval()
-    if drop_maxpool:
-        model.maxpool = nn.Identity()
+    spec = get_dataset_spec(dataset)
     side = model.pretrained_cfg["input_size"][-1]
     start = time.perf_counter()
-    train_x, train_y, _ = split_features(model, load_arrays(dataset, data_dir, "train"), spec.mean, spec.std, side)
-    test_x, test_y, _ = split_features(model, load_arrays(dataset, data_dir, "test"), spec.mean, spec.std, side)
-    result = probe_features(train_x, train_y, test_x, test_y, spec.num_classes, torch.device("cpu"), recipe)
-    stem = "max-pool dropped" if drop_maxpool else "as trained     "
+    (train_x, train_y, _), (test_x, test_y, _) = (split_features(model, split, spec.mean, spec.std, side)
+                                                  for split in splits)
+    result = probe_features(train_x, train_y, test_x, test_y, spec.num_classes, torch.device("cpu"),
+                            get_recipe(dataset))
+    stem = "as trained     " if isinstance(model.maxpool, nn.MaxPool2d) else "max-pool dropped"
     return (f"{stem}  linear top-1 {100 * result['top1']:.2f}%  kNN top-1 {100 * result['knn_top1']:.2f}%  "
             f"({len(train_y)} train / {len(test_y)} test images, {time.perf_counter() - start:.0f} s)")
 
@@ -57,10 +54,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     _common.print_header("drop the max-pool", sys.argv)
     try:
-        if not isinstance(frossl_hub.load(args.model, num_classes=0).maxpool, nn.MaxPool2d):
+        model = frossl_hub.load(args.model, num_classes=0).eval()
+        if not isinstance(model.maxpool, nn.MaxPool2d):
             raise ValueError(f"{args.model} has no max-pool to drop")
-        for drop in (False, True):
-            print(probe(args.model, drop, args.data_dir), flush=True)
+        dataset = _common.dataset_of(args.model)
+        splits = [load_arrays(dataset, args.data_dir, split) for split in ("train", "test")]
+        print(probe(model, dataset, splits), flush=True)
+        model.maxpool = nn.Identity()  # every weight stays; the map side doubles
+        print(probe(model, dataset, splits), flush=True)
     except (ModelNotFoundError, ChecksumError, DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -142,6 +142,17 @@ def test_publish_gallery_ships_test_images_of_the_run_listed_in_sha256sums(run, 
     assert frossl_hub.verify(out)
 
 
+def test_catalog_line_names_the_published_architecture_and_weights(run):
+    from frossl_hub._io import sha256_file
+    from train.publish import catalog_line
+
+    folder = run / "published"
+    recipe, _config = load_run(run)
+    line = catalog_line(folder)
+    assert line.startswith(f'_entry("fashion-mnist", architecture="{recipe.architecture}", status=PUBLISHED, ')
+    assert f'sha256="{sha256_file(folder / "model.safetensors")}"' in line
+
+
 def test_publishing_over_an_existing_folder_needs_overwrite_and_leaves_it_intact(run):
     folder = run / "published"
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}

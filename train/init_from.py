@@ -4,8 +4,8 @@ The parent is found and checked exactly as ``frossl_hub.load`` does (catalog nam
 folder or ``hf-hub:``; sha256 against the catalog and the folder's SHA256SUMS). Only the
 backbone is taken: the projector and the online classifier start fresh. A warm start needs
 a stem with the parent's ``conv1`` kernel (the weights then fit; stride and max-pool may
-differ, e.g. ``frossl_resnet18`` -> ``frossl_resnet18_nopool``); a different number of input channels is adapted the way timm
-adapts pretrained weights (``adapt_input_conv``).
+differ, e.g. ``frossl_resnet18`` -> ``frossl_resnet18_nopool``); a different number of input
+channels is adapted the way timm adapts pretrained weights (``adapt_input_conv``).
 """
 from __future__ import annotations
 

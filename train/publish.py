@@ -160,7 +160,8 @@ def catalog_line(folder: Path) -> str:
 
     cfg = json.loads((folder / "config.json").read_text())
     meta = cfg["frossl"]
-    return (f'_entry("{meta["dataset"]}", status=PUBLISHED, sha256="{sha256_file(folder / "model.safetensors")}", '
+    return (f'_entry("{meta["dataset"]}", architecture="{cfg["architecture"]}", status=PUBLISHED, '
+            f'sha256="{sha256_file(folder / "model.safetensors")}", '
             f'metrics={json.dumps({k: v for k, v in meta["metrics"].items() if v is not None})})')
 
 
