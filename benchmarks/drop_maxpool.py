@@ -42,8 +42,8 @@ def probe(model: nn.Module, dataset: str, splits: Sequence[ArrayDataset]) -> str
                                                   for split in splits)
     result = probe_features(train_x, train_y, test_x, test_y, spec.num_classes, torch.device("cpu"),
                             get_recipe(dataset))
-    stem = "as trained     " if isinstance(model.maxpool, nn.MaxPool2d) else "max-pool dropped"
-    return (f"{stem}  linear top-1 {100 * result['top1']:.2f}%  kNN top-1 {100 * result['knn_top1']:.2f}%  "
+    stem = "as trained" if isinstance(model.maxpool, nn.MaxPool2d) else "max-pool dropped"
+    return (f"{stem:<16}  linear top-1 {100 * result['top1']:.2f}%  kNN top-1 {100 * result['knn_top1']:.2f}%  "
             f"({len(train_y)} train / {len(test_y)} test images, {time.perf_counter() - start:.0f} s)")
 
 
