@@ -260,6 +260,20 @@ def test_recipe_runs_with_the_references_batch_get_its_very_schedule(tmp_path: P
     assert list(tmp_path.iterdir()) == []  # printing the plan creates nothing
 
 
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("flock") is None,
+                    reason="run_study.sh needs bash and flock")
+def test_every_planned_command_names_its_batch_size_once(tmp_path: Path) -> None:
+    """The batch-size run's commands carry its own --batch-size only, so the recorded command
+    is the one to copy."""
+    done = _recipe_plan(tmp_path)
+    assert done.returncode == 0, done.stderr
+    commands = [line for line in (done.stdout + done.stderr).splitlines() if " -m train --dataset" in line]
+    batch128 = [c for c in commands if "batch128" in c]
+    assert len(batch128) == 2  # its calibration and its run
+    assert all(c.split().count("--batch-size") == 1 for c in commands)
+    assert all("--batch-size 128 " in c for c in batch128)
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="run_study.sh needs bash")
 @pytest.mark.parametrize("extra, message", [
     ({"STEM": "frossl_resnet18_s2"}, "REFERENCE trained frossl_resnet18, not STEM=frossl_resnet18_s2"),

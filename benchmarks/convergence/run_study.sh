@@ -213,12 +213,20 @@ batch_of() {  # trainer-args...: the batch size they train with
   echo "$batch"
 }
 
+with_batch() {  # trainer-args...: sets TRAIN_ARGS to them with one --batch-size (theirs, else BATCH_SIZE)
+  TRAIN_ARGS=(--batch-size "$(batch_of "$@")")
+  while (( $# )); do
+    if [[ $1 == --batch-size ]]; then shift 2; else TRAIN_ARGS+=("$1"); shift; fi
+  done
+}
+
 calibrate() {  # name extra-args...: prints the run's images/s, measured alone for CALIBRATE_STEPS steps
   local name=$1 dir=$RUNS_ROOT/.calibrate-$1 steps=$((CALIBRATE_STEPS + 4))
   shift
+  with_batch "$@"
   [[ $DRY_RUN == 1 ]] || { rm -rf "$dir"; check_idle; }
   run "$RUNS_ROOT/.calibrate.log" "$PY" -m train --dataset "$DATASET" "${data_args[@]}" --out "$dir" \
-    --method frossl --batch-size "$BATCH_SIZE" "$@" --epochs 1 --max-steps "$steps" --log-every-steps 4 \
+    --method frossl "${TRAIN_ARGS[@]}" --epochs 1 --max-steps "$steps" --log-every-steps 4 \
     --knn-train-limit 500 --eval-test-limit 200 --device "$DEVICE" "${thread_args[@]}" --no-probe --no-progress >&2
   [[ $DRY_RUN == 1 ]] && { echo 100; return; }  # the plan only: a stand-in throughput
   # images/s over steps 5..N: every 4-step window after the first (which warms allocator and
@@ -232,6 +240,7 @@ print(round(len(ips) / sum(1 / x for x in ips), 1))' "$dir/metrics.jsonl"
 train_run() {  # name method views [trainer arguments]
   local name=$1 method=$2 views=$3 dir=$RUNS_ROOT/$1
   shift 3
+  with_batch "$@"
   local epochs warmup ips resume=() budget=(--max-minutes "$MINUTES")
   if [[ $PRESET == methods ]]; then
     epochs=$(awk -v e="$EPOCHS" -v v="$views" 'BEGIN { printf "%.3f", e * 2 / v }')
@@ -246,7 +255,7 @@ train_run() {  # name method views [trainer arguments]
   check_idle
   log "train $name: $method, $views views, $epochs epochs (warm-up $warmup), $MINUTES min${resume:+, resuming}"
   run "$dir.log" "$PY" -m train --dataset "$DATASET" "${data_args[@]}" --out "$dir" --method "$method" \
-    --num-views "$views" --arch "$ARCH" --batch-size "$BATCH_SIZE" "$@" --epochs "$epochs" \
+    --num-views "$views" --arch "$ARCH" "${TRAIN_ARGS[@]}" --epochs "$epochs" \
     --warmup-epochs "$warmup" "${budget[@]}" --eval-every-epochs 0.25 \
     --knn-train-limit 10000 --eval-test-limit 2000 --spectrum-every-epochs 1 \
     --device "$DEVICE" "${thread_args[@]}" "${resume[@]}" --no-probe --no-progress
