@@ -151,7 +151,8 @@ class Settings(BaseSettings):
         "info", description="log level")
     api_key: Optional[SecretStr] = Field(
         None, validation_alias=API_KEY_ENV, description="require 'Authorization: Bearer KEY' "
-        f"on every route but /livez and /healthz (prefer ${API_KEY_ENV}: flags show in `ps`)")
+        "on /v1/* and /metrics; the probes, the page and /docs hold no data and stay open "
+        f"(prefer ${API_KEY_ENV}: flags show in `ps`)")
     # dynamic batching, named like Triton's dynamic batcher
     max_batch_size: int = Field(32, ge=1, description="most images in one forward pass")
     max_wait_ms: float = Field(0.0, ge=0, le=60_000, description="longest a batch waits to "

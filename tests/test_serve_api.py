@@ -510,6 +510,12 @@ def test_probes_stay_open_with_an_api_key(keyed_client: TestClient) -> None:
     assert keyed_client.get("/livez").status_code == 200
 
 
+def test_page_and_api_docs_stay_open_with_an_api_key(keyed_client: TestClient) -> None:
+    """They hold no data: a browser opens them without a header, and the page asks for the key."""
+    for path in ("/", "/docs", "/openapi.json"):
+        assert keyed_client.get(path).status_code == 200, path
+
+
 # ---------------------------------------------------------------------------------------------
 # metrics
 
