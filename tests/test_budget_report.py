@@ -63,3 +63,16 @@ def test_a_run_without_calibration_is_an_error_naming_the_file(runs: Path, tmp_p
     assert budget.main([str(runs), "--out", str(tmp_path / "out")]) == 2
     assert str(runs / "slow" / "calibration.json") in capsys.readouterr().err
     assert not (tmp_path / "out" / "RESULTS.md").exists()
+
+
+def test_runs_timed_against_a_reference_say_so(runs: Path, tmp_path: Path) -> None:
+    """A recipe study's runs take a reference run's throughput: the set-up names it rather than
+    claiming each run was timed alone."""
+    calibration = runs / "slow" / "calibration.json"
+    calibration.write_text(json.dumps({**json.loads(calibration.read_text()), "reference": "runs/standard",
+                                       "ratio": 0.5}))
+    out = tmp_path / "out"
+    assert budget.main([str(runs), "--out", str(out)]) == 0
+    text = (out / "RESULTS.md").read_text()
+    assert "The reference set-up (`runs/standard`) was timed alone" in text
+    assert "Each run's throughput was timed alone first" not in text

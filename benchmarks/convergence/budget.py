@@ -94,6 +94,20 @@ def render_summary(runs: Sequence[Run], checkpoints: Sequence[float]) -> str:
     return " ".join(sentences)
 
 
+def render_throughput_note(runs: Sequence[Run]) -> str:
+    """Where each run's images/s came from: its own timing, or a reference run's (``run_study.sh``
+    with ``REFERENCE``), scaled by a back-to-back timing when the batch size differs."""
+    references = sorted({str(calibration(r)["reference"]) for r in runs if "reference" in calibration(r)})
+    if not references:
+        return ("Each run's throughput was timed alone first (`images/s alone`, steps 5-16 of a "
+                "short run) and its cosine schedule spans the budget at that throughput")
+    return (f"The reference set-up (`{'`, `'.join(references)}`) was timed alone (`images/s alone`, "
+            "steps 5-16 of a short run); a run with its batch size takes its images/s and schedule "
+            "as is, and a run with another batch size takes the reference's images/s times the "
+            "ratio of the two set-ups timed back to back here (`ratio` in `calibration.json`). "
+            "Each cosine schedule spans the budget at that throughput")
+
+
 def render_markdown(runs: Sequence[Run], checkpoints: Sequence[float]) -> str:
     budgets = sorted({float(calibration(r)["minutes"]) for r in runs})
     datasets = sorted({str(r.recipe.get("dataset", DASH)) for r in runs})
@@ -104,11 +118,10 @@ def render_markdown(runs: Sequence[Run], checkpoints: Sequence[float]) -> str:
         f"({', '.join(r.name for r in runs)}); rerun it instead of editing this file.",
         "",
         f"**Set-up.** Data: {', '.join(datasets)}; budget: {', '.join(f'{b:g}' for b in budgets)} "
-        "training minutes per run. Each run's throughput was timed alone first "
-        "(`images/s alone`, steps 5-16 of a short run) and its cosine schedule spans the budget "
-        "at that throughput; evaluations (kNN every quarter epoch on a fixed 2,000-image test "
-        "subset, 10,000-image memory bank) come on top. Same seed, recipe and trainer otherwise; "
-        "each run's full recipe is in `runs/<name>/config.json`.",
+        f"training minutes per run. {render_throughput_note(runs)}; evaluations (kNN every "
+        "quarter epoch on a fixed 2,000-image test subset, 10,000-image memory bank) come on top. "
+        "Same seed, recipe and trainer otherwise; each run's full recipe is in "
+        "`runs/<name>/config.json`.",
         "",
         "**Definitions.** *kNN at X min*: the kNN top-1 of the last evaluation within X training "
         "minutes (steps x batch / images/s alone). *Linear top-1/top-5* and *kNN top-1 (full "
