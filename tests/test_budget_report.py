@@ -76,3 +76,11 @@ def test_runs_timed_against_a_reference_say_so(runs: Path, tmp_path: Path) -> No
     text = (out / "RESULTS.md").read_text()
     assert "The reference set-up (`runs/standard`) was timed alone" in text
     assert "Each run's throughput was timed alone first" not in text
+
+
+@pytest.mark.parametrize("study", ["stems", "recipe"])
+def test_committed_study_report_is_what_its_runs_give(study: str, tmp_path: Path) -> None:
+    """The committed RESULTS.md of each CIFAR-10 study is generated, never edited."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks/convergence/cifar10" / study
+    assert budget.main([str(folder / "runs"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "RESULTS.md").read_text() == (folder / "RESULTS.md").read_text()
