@@ -79,6 +79,9 @@ def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: in
     files = list_images(folder)
     mine = files[rank::world]
     transform = BatchTransform(model)
+    batches = -(-len(mine) // batch_size)
+    # one batch or none: decoding here costs what a worker would, without starting processes
+    workers = min(workers, batches) if batches > 1 else 0
     loader = torch.utils.data.DataLoader(ImageFiles(mine, transform.to_uint8), batch_size=batch_size,
                                          num_workers=workers, collate_fn=collate_list)
     model.eval()
