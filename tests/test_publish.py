@@ -20,7 +20,7 @@ from train.checkpoint import CheckpointError
 from train.cli import build_parser, recipe_from_args
 from train.cli import main as train_main
 from train.linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run, run_linear_probe
-from train.plot import PLOT_NAMES, plot_run
+from train.plot import PLOT_NAMES, plot_run, save_png
 from train.publish import publish_run, recipe_command
 from train.recipes import get_recipe
 
@@ -183,6 +183,19 @@ def test_plot_renders_loss_accuracy_and_spectrum_pngs(run, tmp_path):
     paths = plot_run(run, tmp_path)
     assert [p.name for p in paths] == list(PLOT_NAMES)
     assert all(p.read_bytes().startswith(PNG) for p in paths)
+
+
+def test_plots_free_their_figures_even_when_a_save_fails(run, tmp_path):
+    import matplotlib.pyplot as plt
+
+    plot_run(run, tmp_path)
+    not_a_folder = tmp_path / "plots-is-a-file"
+    not_a_folder.write_text("keep me")
+    fig = plt.figure()
+    with pytest.raises(OSError):
+        save_png(fig, not_a_folder / "plot.png")
+    assert plt.get_fignums() == []
+    assert not_a_folder.read_text() == "keep me"
 
 
 def test_recipe_command_reproduces_the_recipe():

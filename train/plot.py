@@ -14,21 +14,23 @@ PLOT_NAMES = ("loss.png", "accuracy.png", "spectrum.png")  # what plot_run write
 
 
 def save_png(fig: Any, path: Path) -> Path:
-    """A matplotlib figure as PNG via temp file + rename: a crash never leaves half an image."""
+    """Save a matplotlib figure as PNG via temp file + rename (a crash never leaves half an image),
+    then free it, whether or not the save worked."""
+    import matplotlib.pyplot as plt
+
     from frossl_hub._io import atomic_write
 
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
+    try:
+        atomic_write(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
 def _finish(fig: Any, title: str, path: Path) -> Path:
     """Title the figure, save it as PNG and free it."""
-    import matplotlib.pyplot as plt
-
     fig.suptitle(title, fontsize=10)
-    save_png(fig, path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_run(run_dir: Path, out_dir: Optional[Path] = None, title: Optional[str] = None) -> List[Path]:

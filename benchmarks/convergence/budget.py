@@ -150,7 +150,7 @@ def _curve_plot(runs: Sequence[Run], path: Path, x_of: Any, xlabel: str) -> Path
     for run in runs:
         ax.plot([x_of(run, r) for r in run.evals], [100 * r["knn_top1"] for r in run.evals],
                 marker="o", ms=2.5, lw=1.4, label=f"{run.name} ({run.recipe.get('architecture')})")
-    return finish_knn_plot(plt, fig, ax, xlabel, path)
+    return finish_knn_plot(fig, ax, xlabel, path)
 
 
 def write_plots(runs: Sequence[Run], out_dir: Path) -> List[Path]:

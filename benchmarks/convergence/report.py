@@ -490,21 +490,18 @@ def _accuracy_plot(runs: Sequence[Run], summary: Summary, path: Path, x_of: Call
         ax.axhline(100 * target, color="grey", lw=0.8, ls=":")
         ax.annotate(f"{_frac(frac)} of best final", (0, 100 * target), xycoords=("axes fraction", "data"),
                     fontsize=7, color="grey", va="bottom")
-    return finish_knn_plot(plt, fig, ax, xlabel, path)
+    return finish_knn_plot(fig, ax, xlabel, path)
 
 
-def finish_knn_plot(plt: Any, fig: Any, ax: Any, xlabel: str, path: Path) -> Path:
-    """Axes, legend and title of a kNN-curve plot, saved as ``path`` and closed."""
+def finish_knn_plot(fig: Any, ax: Any, xlabel: str, path: Path) -> Path:
+    """Axes, legend and title of a kNN-curve plot, saved as ``path`` (and freed)."""
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("kNN top-1 on the test subset (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.suptitle("kNN top-1 during pretraining", fontsize=10)
-    try:
-        return save_png(fig, path)
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def _rank_plot(runs: Sequence[Run], path: Path) -> Path:
@@ -523,10 +520,7 @@ def _rank_plot(runs: Sequence[Run], path: Path) -> Path:
     axes[0].legend(fontsize=7)
     fig.suptitle("effective rank of the test-subset embeddings (projector widths differ by method)",
                  fontsize=10)
-    try:
-        return save_png(fig, path)
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def _spectrum_plot(runs: Sequence[Run], path: Path) -> Path:
@@ -550,10 +544,7 @@ def _spectrum_plot(runs: Sequence[Run], path: Path) -> Path:
     else:
         axes[0].text(0.5, 0.5, "no spectrum recorded", transform=axes[0].transAxes, ha="center")
     fig.suptitle("last recorded eigenvalue spectrum of each run", fontsize=10)
-    try:
-        return save_png(fig, path)
-    finally:
-        plt.close(fig)
+    return save_png(fig, path)
 
 
 def write_plots(runs: Sequence[Run], summary: Summary, out_dir: Path) -> List[Path]:
