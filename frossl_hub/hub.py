@@ -15,13 +15,14 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from ._io import atomic_dir, sha256_file
+from ._io import atomic_dir, atomic_write, sha256_file
 from .catalog import WEIGHTS_NAME, CatalogEntry, get_entry
 
 __all__ = [
     "CONFIG_NAME",
     "GALLERY_NAME",
     "SUMS_NAME",
+    "write_sums",
     "ModelNotFoundError",
     "ChecksumError",
     "ResolvedModel",
@@ -151,10 +152,16 @@ def save_pretrained(
                 target.write_bytes(content)
             else:
                 target.write_text(content, encoding="utf-8")
-        files = sorted(p for p in tmp.rglob("*") if p.is_file())
-        sums = "".join(f"{sha256_file(p)}  {p.relative_to(tmp).as_posix()}\n" for p in files)
-        (tmp / SUMS_NAME).write_text(sums, encoding="utf-8")
+        write_sums(tmp)
     return Path(out_dir)
+
+
+def write_sums(folder: Union[str, Path]) -> Path:
+    """(Re)write ``folder``'s SHA256SUMS over every other file in it, atomically."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS_NAME)
+    sums = "".join(f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files)
+    return atomic_write(folder / SUMS_NAME, lambda p: p.write_text(sums, encoding="utf-8"))
 
 
 def push_to_hub(folder: Union[str, Path], repo_id: str, token: Optional[str] = None,

@@ -23,7 +23,7 @@ import frossl_hub
 from benchmarks import _common
 from train.checkpoint import CKPT_NAME, load_checkpoint
 from train.cli import main as train_main
-from train.init_from import chain_totals
+from train.init_from import chain_history, chain_totals
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -178,6 +178,18 @@ def test_a_chained_run_publishes_and_states_the_total_training_budget(unlabelled
     card = (unlabelled / "published" / "README.md").read_text()
     assert f"**{published['total_train_minutes']:.1f} training minutes and " in card
     assert f"epochs in all**, over {before['runs'] + 1} chained runs" in card
+
+
+def test_a_chained_run_lists_every_run_of_its_chain_in_metrics_and_card(unlabelled):
+    parent = frossl_hub.resolve(PARENT).folder
+    history = chain_history(json.loads((parent / "config.json").read_text())["frossl"])
+    published = json.loads((unlabelled / "published" / "metrics.json").read_text())["published"]
+    own = {"architecture": "frossl_resnet18", "epochs": published["epochs"],
+           "train_minutes": published["train_minutes"]}
+    assert published["runs"] == history + [own]
+    card = (unlabelled / "published" / "README.md").read_text()
+    assert f"The whole chain: {len(history) + 1} runs" in card
+    assert f"| {len(history) + 1} | `frossl_resnet18` (" in card
 
 
 def test_an_unlabelled_run_says_what_was_not_measured(unlabelled):

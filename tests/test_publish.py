@@ -299,3 +299,19 @@ def test_no_bundled_card_names_its_own_model_as_base_model():
     for name in BUNDLED:
         card = (frossl_hub.resolve(name).folder / "README.md").read_text(encoding="utf-8")
         assert _front_matter(card).get("base_model") != frossl_hub.CATALOG[name].hf_hub_id, name
+
+
+def test_card_sections_refresh_an_older_card_in_place_and_keep_its_checksums(tmp_path):
+    import shutil
+
+    from train.card_sections import refresh_card
+
+    folder = shutil.copytree(frossl_hub.resolve("frossl-resnet18-cifar10").folder, tmp_path / "model")
+    card = (folder / "README.md").read_text()
+    older = re.sub(r"<!-- (chain|references) -->\n.*?<!-- /\1 -->\n\n", "", card, flags=re.S)
+    (folder / "README.md").write_text(older)
+    assert "<!-- chain -->" not in older and "<!-- references -->" not in older
+    assert refresh_card(folder) is True
+    assert (folder / "README.md").read_text() == card
+    assert refresh_card(folder) is False  # idempotent
+    frossl_hub.verify(folder)  # SHA256SUMS rewritten over the new card

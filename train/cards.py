@@ -25,7 +25,8 @@ from frossl_hub.models import pretrained_cfg_for
 from frossl_hub.specs import FOLDER, DatasetSpec, get_dataset_spec
 from frossl_hub.stems import get_stem
 
-from .init_from import chain_after
+from .card_sections import chain_section, references_section
+from .init_from import chain_after, run_history
 from .recipes import Recipe, get_recipe
 
 __all__ = ["CARD_TEMPLATE", "CARDS_DIR", "CARD_TAGS", "front_matter", "input_cfg", "render_card", "recipe_command",
@@ -256,6 +257,9 @@ def _training_values(recipe: Recipe, config: Dict[str, Any], done: Dict[str, Any
         "train_minutes": f"{float(done.get('train_time_s', 0)) / 60:.1f}",
         "wall_minutes": f"{float(done.get('wall_time_s', done.get('train_time_s', 0))) / 60:.1f}",
         "chain_note": _chain_note(config, done),
+        "chain_section": chain_section(run_history(config.get("init_from"), recipe.architecture,
+                                                   float(done.get("epoch", 0.0)),
+                                                   float(done.get("train_time_s", 0)) / 60)),
         "hardware": config.get("hardware", "unknown"),
         "torch_version": config.get("torch", torch.__version__),
         "command": recipe_command(recipe, extra=_run_flags(config)),
@@ -303,6 +307,7 @@ def render_card(name: str, recipe: Recipe, config: Dict[str, Any], linear: Optio
         **_head_values(spec, scores is not None),
         **_training_values(recipe, config, done),
         "budget_note": budget_note,
+        "references": references_section(recipe.dataset),
         "input_size": tuple([spec.in_chans, recipe.crop_size, recipe.crop_size]),
         "mean": tuple(spec.mean),
         "std": tuple(spec.std),

@@ -12,14 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from torch import Tensor, nn
 
 from frossl_hub._io import sha256_file
 from frossl_hub.stems import get_stem
 
-__all__ = ["InitError", "Parent", "chain_after", "chain_totals", "resolve_parent", "parent_architecture", "load_parent"]
+__all__ = ["InitError", "Parent", "chain_after", "chain_totals", "chain_history", "run_history", "resolve_parent",
+           "parent_architecture", "load_parent"]
 
 
 class InitError(RuntimeError):
@@ -58,13 +59,67 @@ def chain_after(chain: Dict[str, Any], train_minutes: float, epochs: float) -> D
             "epochs": chain["epochs"] + epochs}
 
 
+def chain_history(frossl: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
+    """Every run of a published model's chain, oldest first (architecture, epochs, training
+    minutes), from the ``frossl`` block of its config.json; None when it cannot be told.
+
+    Models published before the list was written (``metrics.runs``) get it from what their
+    config.json does hold: the parent's record (its own history, or a single run) and the
+    model's recipe and budget."""
+    metrics = frossl.get("metrics") or {}
+    if metrics.get("runs"):
+        return [dict(run) for run in metrics["runs"]]
+    try:
+        own = {"architecture": frossl["recipe"]["architecture"], "epochs": float(metrics["epochs"]),
+               "train_minutes": float(metrics["train_minutes"])}
+    except (KeyError, TypeError, ValueError):
+        return None
+    parent = frossl.get("init_from")
+    if not parent:
+        return [own]
+    chain = parent.get("chain") or {}
+    if chain.get("history"):
+        return [dict(run) for run in chain["history"]] + [own]
+    if chain.get("runs") == 1:
+        return [{"architecture": parent["architecture"], "epochs": float(chain["epochs"]),
+                 "train_minutes": float(chain["train_minutes"])}, own]
+    return None
+
+
+def run_history(parent: Optional[Dict[str, Any]], architecture: str, epochs: float,
+                train_minutes: float) -> Optional[List[Dict[str, Any]]]:
+    """The chain's runs once this run (``architecture``, ``epochs``, ``train_minutes``) is
+    added to its parent's record (``Parent.record()``, None for a run from scratch)."""
+    own = {"architecture": architecture, "epochs": round(float(epochs), 3),
+           "train_minutes": round(float(train_minutes), 1)}
+    if not parent:
+        return [own]
+    history = (parent.get("chain") or {}).get("history") or _recorded_history(parent)
+    return None if history is None else [dict(run) for run in history] + [own]
+
+
+def _recorded_history(parent: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
+    """The history of a parent recorded before runs kept it: read again from the parent,
+    when the model found under its name still has the recorded sha256."""
+    try:
+        found = resolve_parent(parent["name"])
+    except (InitError, KeyError):
+        return None
+    return (found.chain or {}).get("history") if found.sha256 == parent.get("sha256") else None
+
+
 def _parent_chain(folder: Path) -> Optional[Dict[str, Any]]:
-    """The parent's chain totals, when its folder says how long it trained (metrics.json)."""
+    """The parent's chain totals and history, when its folder says how long it trained."""
     try:
         published = json.loads((folder / "metrics.json").read_text())["published"]
-        return chain_totals(published)
+        chain = chain_totals(published)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    try:
+        history = chain_history(json.loads((folder / "config.json").read_text())["frossl"])
+    except (OSError, ValueError, KeyError, TypeError):
+        history = None
+    return chain | ({"history": history} if history else {})
 
 
 def resolve_parent(name_or_path: str) -> Parent:

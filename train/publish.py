@@ -23,7 +23,7 @@ from .cards import CARD_TEMPLATE, input_cfg, recipe_command, render_card
 from .checkpoint import CheckpointError
 from .evaluation import split_features, topk_accuracy
 from .gallery import build_gallery
-from .init_from import chain_after
+from .init_from import chain_after, run_history
 from .linear import HEAD_NAME, LINEAR_NAME, backbone_from_checkpoint, load_run, run_spec, run_splits, why_no_probe
 from .metrics_log import read_metrics
 from .plot import plot_run
@@ -63,8 +63,10 @@ def _published_model(recipe: Recipe, spec: DatasetSpec, config: Dict[str, Any], 
 
 
 def _summary(linear: Optional[Dict[str, Any]], measured: Optional[Dict[str, float]],
-             progress: Dict[str, Any], parent: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """The numbers published with the weights (config.json, metrics.json); a run started
+             progress: Dict[str, Any], architecture: str,
+             parent: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The numbers published with the weights (config.json, metrics.json): the probe, this
+    run's budget and every run of its chain (``runs``, oldest first); a run started
     ``--init-from`` a model also gives the chain's totals (its parents' training included)."""
     probed = linear is not None and measured is not None
     done = linear if probed else progress
@@ -81,7 +83,8 @@ def _summary(linear: Optional[Dict[str, Any]], measured: Optional[Dict[str, floa
         total = chain_after(chain, summary["train_minutes"], summary["epochs"])
         summary.update(chained_runs=total["runs"], total_train_minutes=round(total["train_minutes"], 1),
                        total_epochs=round(total["epochs"], 3))
-    return summary
+    runs = run_history(parent, architecture, summary["epochs"], summary["train_minutes"])
+    return summary | ({"runs": runs} if runs else {})
 
 
 def _default_name(recipe: Recipe, config: Dict[str, Any], spec: DatasetSpec) -> str:
@@ -133,7 +136,7 @@ def publish_run(run_dir: Path, out: Optional[Path] = None, dtype: str = "float32
     if head is not None and dtype != "float32":
         test = run_splits(recipe, config, data_dir, cache_dir, train=False)[1]
         measured = _measure_published(backbone, head, recipe, spec, test, dtype)
-    summary = _summary(linear, measured, state, config.get("init_from"))
+    summary = _summary(linear, measured, state, recipe.architecture, config.get("init_from"))
     meta = {"name": name, "dataset": spec.name, "recipe": recipe.to_dict(), "metrics": summary,
             "weights_dtype": dtype, "hardware": config.get("hardware")}
     meta.update({key: config[key] for key in ("data", "init_from") if config.get(key)})
@@ -162,7 +165,7 @@ def catalog_line(folder: Path) -> str:
     meta = cfg["frossl"]
     return (f'_entry("{meta["dataset"]}", architecture="{cfg["architecture"]}", status=PUBLISHED, '
             f'sha256="{sha256_file(folder / "model.safetensors")}", '
-            f'metrics={json.dumps({k: v for k, v in meta["metrics"].items() if v is not None})})')
+            f'metrics={json.dumps({k: v for k, v in meta["metrics"].items() if v is not None and k != "runs"})})')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
