@@ -1,6 +1,6 @@
 """FroSSL loss speed (forward + backward): ours against the official code's pattern.
 
-Measures, in one process run, the time of ``frossl_hub.frossl_loss.FroSSLLoss`` as the trainer
+Measures, in one process run, the time of ``frossl_hub.losses.FroSSLLoss`` as the trainer
 uses it (``check_finite=False``: no host sync) and of a straightforward reference written
 below in the official implementation's pattern: a Python loop over views that reads each
 view's covariance trace on the host with ``.item()`` (one device sync per view).
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from frossl_hub.frossl_loss import FroSSLLoss
+from frossl_hub.losses import FroSSLLoss
 
 LINEAR_GOAL = 1.25  # per-view time at the most views / at the fewest
 VALUE_RTOL = 1e-4

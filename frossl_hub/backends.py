@@ -16,6 +16,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from .heads import head_classes
+
 __all__ = ["BACKENDS", "Runner", "available_cores", "head_classes", "make_runner", "resolve_backend"]
 
 _logger = logging.getLogger(__name__)
@@ -30,11 +32,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def head_classes(model: torch.nn.Module) -> int:
-    """Classes of a timm model's linear-probe head; 0 for an embedding-only model."""
-    return int(getattr(model, "num_classes", 0) or 0)
 
 
 def _has_onnxruntime() -> bool:

@@ -1,4 +1,4 @@
-"""timm ResNet18 backbones for FroSSL and the projector head.
+"""timm ResNet18 backbones for FroSSL (the projector head is ``frossl_hub.projector``).
 
 Importing this module registers one timm architecture per stem (``frossl_hub.stems``):
 
@@ -14,21 +14,17 @@ each catalog entry becomes a pretrained tag (``frossl_resnet18_cifar.cifar10``),
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from .catalog import CATALOG, CatalogEntry
-from .objectives import get_objective
 from .specs import DatasetSpec, get_dataset_spec
 from .stems import SMALL_STEM_ARCH, STANDARD_STEM_ARCH, STEMS, Stem, get_stem
 
-__all__ = ["StemResNet", "SmallImageResNet", "Projector", "create_backbone", "pretrained_cfg_for"]
-
-PROJECTOR_DIMS = get_objective("frossl").projector_dims  # the paper's 512 -> 2048 -> 2048 -> 1024
-EMBED_DIM = 512  # ResNet18's pooled feature width
+__all__ = ["StemResNet", "SmallImageResNet", "create_backbone", "pretrained_cfg_for"]
 
 
 class StemResNet(ResNet):
@@ -146,19 +142,3 @@ def create_backbone(architecture: str, in_chans: int = 3, num_classes: int = 0, 
 
     return timm.create_model(architecture, pretrained=False, in_chans=in_chans,
                              num_classes=num_classes, **kwargs)
-
-
-class Projector(nn.Sequential):
-    """MLP projector: (Linear, BN, ReLU) for each hidden layer, then a plain Linear."""
-
-    def __init__(self, in_dim: int = EMBED_DIM, dims: Sequence[int] = PROJECTOR_DIMS) -> None:
-        if not dims or any(int(d) < 1 for d in dims):
-            raise ValueError(f"projector dims must be positive integers, got {list(dims)}")
-        layers = []
-        prev = in_dim
-        for hidden in dims[:-1]:
-            layers += [nn.Linear(prev, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
-            prev = hidden
-        layers.append(nn.Linear(prev, dims[-1]))
-        super().__init__(*layers)
-        self.out_dim = int(dims[-1])

@@ -18,10 +18,8 @@ from typing import Any, Callable, Mapping, Tuple
 
 from torch import nn
 
-from .barlow_loss import BarlowTwinsLoss
-from .frossl_loss import FroSSLLoss
-from .simclr_loss import SimCLRLoss
-from .vicreg_loss import VICRegLoss
+from .losses import BarlowTwinsLoss, FroSSLLoss, SimCLRLoss, VICRegLoss
+from .projector import EMBED_DIM, PROJECTOR_DIMS, Projector
 
 __all__ = ["ObjectiveSpec", "OBJECTIVES", "get_objective", "list_objectives"]
 
@@ -52,10 +50,8 @@ class ObjectiveSpec:
         """Width of the projector output the loss sees."""
         return self.projector_dims[-1]
 
-    def make_projector(self, in_dim: int = 512) -> nn.Module:
-        """``frossl_hub.models.Projector`` with this objective's widths."""
-        from .models import Projector  # imported lazily: it registers timm architectures
-
+    def make_projector(self, in_dim: int = EMBED_DIM) -> nn.Module:
+        """``frossl_hub.projector.Projector`` with this objective's widths."""
         return Projector(in_dim=in_dim, dims=self.projector_dims)
 
 
@@ -73,7 +69,7 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
     # invariance as V·D·w·(mean over all views), V times smaller than FroSSLLoss's
     # V·D·w·(sum over views of each view's mean): 1.4 there is 0.7 here for 2 views. The
     # authors' own cifar yaml (OFSkean/FroSSL) uses 1.0, FroSSLLoss's default, kept here.
-    "frossl": _spec("frossl", (2048, 2048, 1024), FroSSLLoss, {"invariance_weight": 1.0},
+    "frossl": _spec("frossl", PROJECTOR_DIMS, FroSSLLoss, {"invariance_weight": 1.0},
                     source="solo-learn scripts/pretrain/cifar/frossl.yaml"),
     # solo-learn scripts/pretrain/cifar/simclr.yaml: proj_hidden_dim 2048, proj_output_dim 256,
     # temperature 0.2.

@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from ._io import atomic_write, atomic_write_json, sha256_file
-from .backends import head_classes
+from .heads import head_classes
 
 __all__ = ["DEFAULT_OPSET", "OUTPUTS", "TEMP_PREFIX", "cache_dir", "cached_onnx", "export_onnx", "sidecar_path",
            "weights_digest"]

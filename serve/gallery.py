@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -21,10 +21,11 @@ from PIL import Image
 
 if TYPE_CHECKING:
     from frossl_hub.gallery import Gallery
+    from frossl_hub.inference import BatchTransform
 
-    from .registry import ModelHandle
+    from .batcher import MicroBatcher
 
-__all__ = ["GalleryIndex", "load_gallery_index", "model_folder", "png_data_url"]
+__all__ = ["Embedder", "GalleryIndex", "load_gallery_index", "model_folder", "png_data_url"]
 
 _logger = logging.getLogger("serve")
 
@@ -80,7 +81,19 @@ class GalleryIndex:
         return [png_data_url(image) for image in batch]
 
 
-def load_gallery_index(handle: "ModelHandle") -> Optional[GalleryIndex]:
+class Embedder(Protocol):
+    """What embeds a gallery: a served model's handle (``serve.registry.ModelHandle``), named
+    here by what it offers so this module does not import the registry that imports it."""
+
+    name: str
+    model: torch.nn.Module
+    transform: "BatchTransform"
+    batcher: "MicroBatcher"
+
+    def forward(self, batch: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def load_gallery_index(handle: Embedder) -> Optional[GalleryIndex]:
     """Embed the gallery of a handle's model folder; None when the folder has none.
 
     Raises:

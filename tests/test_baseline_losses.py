@@ -13,18 +13,17 @@ from lightly.loss import BarlowTwinsLoss as LightlyBarlowTwinsLoss
 from lightly.loss import NTXentLoss
 from lightly.loss import VICRegLoss as LightlyVICRegLoss
 
-from frossl_hub import barlow_loss, simclr_loss, vicreg_loss
-from frossl_hub.barlow_loss import BarlowTwinsLoss, barlow_twins_loss, barlow_twins_multiview_loss
-from frossl_hub.frossl_loss import FroSSLLoss
-from frossl_hub.objectives import OBJECTIVES, ObjectiveSpec, get_objective
-from frossl_hub.simclr_loss import SimCLRLoss
-from frossl_hub.vicreg_loss import (
-    VICRegLoss,
-    covariance_term,
-    invariance_term,
-    variance_term,
+from frossl_hub import BarlowTwinsLoss, FroSSLLoss, SimCLRLoss, VICRegLoss
+from frossl_hub.losses import barlow_twins, simclr, vicreg  # the modules, for their doctests
+from frossl_hub.losses import (
+    barlow_twins_loss,
+    barlow_twins_multiview_loss,
+    simclr_loss,
+    vicreg_loss,
     vicreg_multiview_loss,
 )
+from frossl_hub.losses.vicreg import covariance_term, invariance_term, variance_term
+from frossl_hub.objectives import OBJECTIVES, ObjectiveSpec, get_objective
 
 SHAPES = [(2, 3), (8, 16), (32, 8), (17, 64)]  # N < D, N > D, odd N
 TOL = {torch.float64: 1e-6, torch.float32: 1e-5}
@@ -232,17 +231,17 @@ def test_bad_hyperparameters_raise_value_error_showing_them(loss_cls, kwargs, sh
 def test_functional_forms_validate_hyperparameters_too():
     z_a, z_b = _views(2, 8, 4)
     with pytest.raises(ValueError, match="0.0"):
-        simclr_loss.simclr_loss([z_a, z_b], temperature=0.0)
+        simclr_loss([z_a, z_b], temperature=0.0)
     with pytest.raises(ValueError, match="-1"):
         barlow_twins_loss(z_a, z_b, lambda_offdiag=-1.0)
     with pytest.raises(ValueError, match="-1"):
-        vicreg_loss.vicreg_loss(z_a, z_b, sim_weight=-1.0)
+        vicreg_loss(z_a, z_b, sim_weight=-1.0)
 
 
 # ---------------------------------------------------------------- docs
 
 
-@pytest.mark.parametrize("module", [simclr_loss, barlow_loss, vicreg_loss])
+@pytest.mark.parametrize("module", [simclr, barlow_twins, vicreg])
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, raise_on_error=False, verbose=False)
     assert result.attempted > 0 and result.failed == 0

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from frossl_hub.frossl_loss import FroSSLLoss, frobenius_term, frossl_loss, normalize_columns
+from frossl_hub import FroSSLLoss, frossl_loss
+from frossl_hub.losses.frossl import frobenius_term, normalize_columns
 
 Z1 = [[1, 2, 0], [0, 1, 1], [2, 0, 1], [1, 1, 1]]
 Z2 = [[1, 1, 0], [0, 2, 1], [2, 1, 1], [0, 1, 2]]

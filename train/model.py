@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from frossl_hub.frossl_loss import FroSSLLoss
-from frossl_hub.models import Projector, create_backbone
+from frossl_hub.losses import FroSSLLoss
+from frossl_hub.models import create_backbone
 from frossl_hub.objectives import get_objective
+from frossl_hub.projector import Projector
 
 from .optim import LARS, param_groups, warmup_cosine
 from .recipes import Recipe

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from .augment import ViewConfig
+    from .view_config import ViewConfig
 
 __all__ = ["CROP_TRIES", "GRAY_WEIGHTS", "NUM_UNIFORMS", "sample_crop_boxes", "blur_kernel_size"]
 
