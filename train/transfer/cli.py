@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (fitting, fine-tuning)")
     parser.add_argument("--workers", type=int, default=4, help="image-decoding workers")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 on a busy machine: small fits slow down when "
+                             "their threads wait for cores)")
     parser.add_argument("--no-progress", action="store_true")
     tune = parser.add_argument_group("--mode finetune")
     tune.add_argument("--epochs", type=int, default=10)
@@ -67,6 +70,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .run import run_transfer
 
     args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     opts = TransferOptions(
         model=args.model, data_dir=args.data_dir, out=args.out, mode=args.mode, shots=args.shots,
         image_size=args.image_size, val_fraction=args.val_fraction, dtype=args.dtype,

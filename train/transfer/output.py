@@ -61,8 +61,8 @@ def render_card(record: Dict[str, Any]) -> str:
         f"{images['unreadable']} unreadable file(s) left out.",
         f"- **Input:** {record['image_size']}×{record['image_size']} px, the parent's preprocessing "
         f"(it was trained at {parent['image_size']} px); weights stored as {record['dtype']}.",
-        f"- **Trained on:** {published['shots']} image(s) per class"
-        + (" (every training image)" if published["shots"] == "all" else " (the first seeded draw)") + ".",
+        "- **Trained on:** " + ("every training image" if published["shots"] == "all" else
+                                f"{published['shots']} image(s) per class (the first seeded draw)") + ".",
         f"- **Val top-1:** {_pct(published.get('top1'))}; **val top-5:** {_pct(published.get('top5'))}"
         + (" (with the weights as stored)" if record["dtype"] != "float32" else "") + ".", "",
         "## Few-shot results", "",
