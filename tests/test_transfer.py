@@ -12,15 +12,14 @@ from typing import Dict, Iterator, List
 
 import pytest
 import torch
-from PIL import Image
 
+import formats
 import frossl_hub
 from benchmarks import _common
 from helpers import one_torch_thread  # noqa: F401  (fixture)
 from train.transfer.cli import main as transfer_main
 
 REPO = Path(__file__).resolve().parents[1]
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 PARENT = "frossl-resnet18-cifar10"  # bundled, 32 px
 CLASSES = {0: "T-shirt top", 1: "trousers.v2", 8: "sac à main"}  # label -> class folder
 NAMES = sorted(CLASSES.values())  # ImageFolder order
@@ -32,17 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 def write_fashion_folder(root: Path, per_class: int = PER_CLASS,
                          classes: Dict[int, str] = CLASSES) -> Path:
-    """DIR/<class>/*.png: real Fashion-MNIST test images, greyscale PNGs."""
-    if not FASHION_MNIST.is_dir():
-        pytest.skip(f"Fashion-MNIST absent ({FASHION_MNIST}): apt-get install dataset-fashion-mnist")
-    from train.data import load_arrays
-
-    test = load_arrays("fashion-mnist", FASHION_MNIST, "test")
-    for label, name in classes.items():
-        (root / name).mkdir(parents=True)
-        for i, index in enumerate((test.labels == label).nonzero().squeeze(1)[:per_class].tolist()):
-            Image.fromarray(test.images[index, 0].numpy(), "L").save(root / name / f"{i:03d}.png")
-    return root
+    return formats.write_fashion_folder(root, classes, per_class)
 
 
 def transfer(data: Path, out: Path, *extra: str) -> int:
