@@ -68,6 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..data import DatasetError
     from .data import TransferError
     from .run import run_transfer
+    from .shots import format_table
 
     args = build_parser().parse_args(argv)
     if args.threads:
@@ -82,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         lr=args.lr, backbone_lr_scale=args.backbone_lr_scale, warmup_epochs=args.warmup_epochs,
         resume=args.resume, max_steps=args.max_steps)
     try:
-        run_transfer(opts)
+        record = run_transfer(opts)
     except (DatasetError, TransferError, ModelNotFoundError, ChecksumError, CheckpointError,
             FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -90,5 +91,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; `--resume` continues a finetune from its checkpoints", file=sys.stderr)
         return 130
+    print(format_table(record["shots"]))
     print(f"published {args.out}")
     return 0

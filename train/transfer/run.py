@@ -19,7 +19,7 @@ from .data import TransferData, TransferError, check_readable, check_shots, pars
 from .features import folder_features
 from .output import check_out, publish
 from .parent import Parent, classifier, load_parent
-from .shots import format_table, run_shots
+from .shots import run_shots
 
 __all__ = ["MODES", "TransferOptions", "run_transfer"]
 
@@ -139,5 +139,4 @@ def run_transfer(opts: TransferOptions) -> Dict[str, Any]:
         from .finetune import work_dir
 
         shutil.rmtree(work_dir(Path(opts.out)), ignore_errors=True)
-    print(format_table(rows))
     return record
