@@ -168,7 +168,9 @@ def cached_onnx(model: torch.nn.Module, opset: int = DEFAULT_OPSET) -> Path:
     temporary folder instead, with a log line saying so.
     """
     digest = weights_digest(model)
-    name = f"{digest[:32]}-{head_classes(model)}classes-opset{opset}.onnx"
+    # the graph is exported at the model's input size: another size is another graph
+    _, height, width = (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3, 224, 224))
+    name = f"{digest[:32]}-{head_classes(model)}classes-{height}x{width}-opset{opset}.onnx"
     path = cache_dir() / "onnx" / name
     if _cached(path, digest):
         return path

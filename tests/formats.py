@@ -153,3 +153,23 @@ def write_image_folder(root: Path, classes: List[str], size: Tuple[int, int] = (
             path.parent.mkdir(parents=True)
             Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
     return root
+
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # the Debian package
+
+
+def write_fashion_folder(root: Path, classes: Dict[int, str], per_class: int) -> Path:
+    """DIR/<class>/*.png: real Fashion-MNIST test images (greyscale PNGs), ``per_class`` of
+    each label in ``classes`` (label -> folder name). Skips the calling test without the package."""
+    import pytest
+
+    from train.data import load_arrays
+
+    if not FASHION_MNIST_DIR.is_dir():
+        pytest.skip(f"Fashion-MNIST absent ({FASHION_MNIST_DIR}): apt-get install dataset-fashion-mnist")
+    test = load_arrays("fashion-mnist", FASHION_MNIST_DIR, "test")
+    for label, name in classes.items():
+        (root / name).mkdir(parents=True)
+        for i, index in enumerate((test.labels == label).nonzero().squeeze(1)[:per_class].tolist()):
+            Image.fromarray(test.images[index, 0].numpy(), "L").save(root / name / f"{i:03d}.png")
+    return root

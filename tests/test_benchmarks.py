@@ -121,3 +121,23 @@ def test_mcnemar_exact_p_is_the_two_sided_binomial_tail(only_a: int, only_b: int
     from benchmarks.compare_models import mcnemar_exact_p
 
     assert mcnemar_exact_p(only_a, only_b) == pytest.approx(p, abs=5e-4)
+
+
+def test_transfer_table_runs_with_its_neighbour_columns() -> None:
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST absent: apt-get install dataset-fashion-mnist")
+    out = run_script("transfer_table.py", ["--datasets", "fashion-mnist", "--models", "frossl-resnet18-cifar10",
+                                           "--limit", "4", "--shots", "1,100,all", "--threads", "1",
+                                           "--workers", "0"])
+    assert "| in-domain model top-1 (%) | untrained top-1 (%) |" in out, out
+    assert "| fashion-mnist | frossl-resnet18-cifar10 | 32 | 1 |" in out, out
+    assert "| fashion-mnist | frossl-resnet18-cifar10 | 32 | all |" in out, out
+    assert "| 100 |" not in out  # larger than the smallest class: left out
+    assert "(frossl-resnet18-fashion-mnist)" in out, out
+
+
+def test_transfer_speed_prints_the_ratio() -> None:
+    if not (REPO / ".data" / "cifar-10-jpeg" / "train").is_dir():
+        pytest.skip("the CIFAR-10 JPEGs are absent (.data/cifar-10-jpeg)")
+    out = run_script("transfer_speed.py", ["--limit", "4", "--threads", "1"])
+    assert "ratio transfer / embed: " in out, out

@@ -51,7 +51,7 @@ def test_class_folders_are_labels_and_loose_images_make_a_tree_unlabelled(tmp_pa
     for name in ("cats", "dogs"):
         _png(tmp_path / "a" / name / "1.png")
         _png(tmp_path / "a" / name / "deeper" / "2.png")
-    labelled = scan_folder(tmp_path / "a")
+    labelled = scan_folder(tmp_path / "a", val_fraction=0.0)
     assert labelled.classes == ["cats", "dogs"] and sorted(lab for _, lab in labelled.train) == [0, 0, 1, 1]
     _png(tmp_path / "a" / "loose.png")
     unlabelled = scan_folder(tmp_path / "a")
@@ -103,7 +103,7 @@ def test_a_folder_too_large_for_memory_is_streamed(tmp_path):
     for name in ("cats", "dogs"):
         for i in range(3):
             _png(tmp_path / name / f"{i}.png")
-    found = load_folder(tmp_path, FolderOptions(stream=True, image_size=8), progress=False)
+    found = load_folder(tmp_path, FolderOptions(stream=True, image_size=8, val_fraction=0.0), progress=False)
     assert not found.in_memory and len(found.pretrain) == 6
     views, label = found.pretrain[0]
     assert views.shape == (2, 3, 8, 8) and label in (0, 1)
@@ -226,3 +226,27 @@ def test_init_from_a_corrupt_model_is_refused_by_its_checksum(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(InitError, match="expected sha256"):
         resolve_parent(str(folder))
+
+
+def test_class_folders_without_a_split_hold_out_a_tenth_of_each_class_by_default(tmp_path):
+    for name in ("cats", "dogs"):
+        for i in range(20):
+            _png(tmp_path / name / f"{i}.png")
+    scan = scan_folder(tmp_path, seed=3)
+    assert sorted(lab for _, lab in scan.val) == [0, 0, 1, 1] and len(scan.train) == 36
+    assert scan.val == scan_folder(tmp_path, seed=3).val
+    assert "10% of each class, held out by default (seed 3" in scan.held_out
+
+
+def test_val_fraction_zero_keeps_every_image_for_training(tmp_path):
+    for name in ("cats", "dogs"):
+        for i in range(20):
+            _png(tmp_path / name / f"{i}.png")
+    scan = scan_folder(tmp_path, val_fraction=0.0)
+    assert len(scan.train) == 40 and scan.val == [] and scan.held_out == ""
+
+
+def test_an_unlabelled_folder_holds_nothing_out_by_default(tmp_path):
+    for i in range(20):
+        _png(tmp_path / f"{i}.png")
+    assert scan_folder(tmp_path).val == []

@@ -131,6 +131,17 @@ def test_the_cache_exports_once_per_weights(tiny_dir, tmp_path, monkeypatch):
     assert cached_onnx(model) != first
 
 
+def test_the_cache_exports_again_for_another_input_size(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("FROSSL_HUB_CACHE", str(tmp_path / "cache"))
+    model = frossl_hub.load(tiny_dir, num_classes=0)
+    first = cached_onnx(model)
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 40, 40)}  # the same weights
+    assert cached_onnx(model) != first
+    x = torch.randn(2, 3, 40, 40)
+    np.testing.assert_allclose(make_runner(model, "onnxruntime")(x)[0].numpy(), torch_outputs(model, x)[0],
+                               atol=ATOL)
+
+
 def test_an_unwritable_cache_falls_back_to_a_temporary_file(tiny_dir, tmp_path, monkeypatch, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")

@@ -84,10 +84,12 @@ def _folder_data(recipe: Recipe, data_dir: Optional[Path], cache_dir: Optional[P
         path, reason = found.skipped[0]
         notes.append(f"skipped {len(found.skipped)} unreadable file(s) (--strict refuses them); "
                      f"the first: {path}: {reason}")
+    if classes and found.val is not None and found.held_out:
+        notes.append(f"held out {len(found.val)} images for the probe: {found.held_out}")
     if not classes:
         notes.append("no labels (no class folders): kNN, the online and the linear probe are skipped")
     elif found.val is None:
-        notes.append("labels but no held-out split (DIR/train + DIR/val, or --val-fraction): kNN, "
+        notes.append("labels but no held-out split (--val-fraction 0): kNN, "
                      "the online and the linear probe are skipped")
     facts = {"folder": str(Path(data_dir).resolve()), "train_images": len(found.train),
              "val_images": len(found.val) if found.val is not None else 0,

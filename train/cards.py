@@ -91,7 +91,7 @@ def _run_flags(config: Dict[str, Any]) -> List[str]:
     flags = [f"--init-from {options['init_from']}"] if options.get("init_from") else []
     folder = options.get("folder") or {}
     if config.get("data"):
-        defaults = {"labels": "auto", "val_fraction": 0.0, "strict": False, "stream": False}
+        defaults = {"labels": "auto", "val_fraction": None, "strict": False, "stream": False}
         for key, default in defaults.items():
             value = folder.get(key, default)
             if value != default:

@@ -12,7 +12,7 @@ from frossl_hub.runtime import dist_env
 from frossl_hub.specs import DATASET_SPECS, FOLDER
 
 from .data import FolderOptions
-from .data.user_folder import LABEL_MODES, MAX_AUTO_SIZE
+from .data.user_folder import DEFAULT_VAL_FRACTION, LABEL_MODES, MAX_AUTO_SIZE
 from .recipes import Recipe, get_recipe, setting_types
 
 __all__ = ["main", "build_parser", "recipe_from_args"]
@@ -86,8 +86,10 @@ def _add_folder_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image-size", type=int, default=None, metavar="N",
                        help="side the images are decoded and trained at (default: the median short "
                             f"side of the images, at most {MAX_AUTO_SIZE})")
-    group.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
-                       help="hold out this fraction of each class, seeded (when there is no DIR/val)")
+    group.add_argument("--val-fraction", type=float, default=None, metavar="F",
+                       help="hold out this fraction of each class, seeded, when there is no DIR/val "
+                            f"(default: {DEFAULT_VAL_FRACTION:g} of a labelled folder; 0 keeps every "
+                            "image for training and skips the probe)")
     group.add_argument("--labels", default="auto", choices=LABEL_MODES,
                        help="class folders: detect them (auto), require them, or ignore them (none)")
     group.add_argument("--strict", action="store_true",
@@ -97,7 +99,8 @@ def _add_folder_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _folder_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> FolderOptions:
-    given = [flag for flag, value in (("--image-size", args.image_size), ("--val-fraction", args.val_fraction),
+    given = [flag for flag, value in (("--image-size", args.image_size),
+                                      ("--val-fraction", args.val_fraction is not None),
                                       ("--labels", args.labels != "auto"), ("--strict", args.strict),
                                       ("--stream", args.stream)) if value]
     if args.dataset != FOLDER:

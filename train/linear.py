@@ -31,7 +31,7 @@ from .evaluation import fit_linear, fold_standardization, knn_top1, split_featur
 from .recipes import LINEAR_PROTOCOLS, Recipe
 
 __all__ = ["run_linear_probe", "LINEAR_NAME", "HEAD_NAME", "load_run", "backbone_from_checkpoint",
-           "main"]
+           "fit_probe_head", "evaluate_head", "main"]
 
 LINEAR_NAME = "linear.json"  # probe results of a run
 HEAD_NAME = "linear_head.safetensors"  # fc.weight / fc.bias acting on raw 512-d features
@@ -125,7 +125,7 @@ def cached_features(run_dir: Path, tag: str, backbone: nn.Module, ds: Any, spec:
     return feats, labels
 
 
-def _fit_fast(train_x: Tensor, train_y: Tensor, num_classes: int, device: torch.device,
+def fit_probe_head(train_x: Tensor, train_y: Tensor, num_classes: int, device: torch.device,
               seed: int) -> Tuple[Dict[str, Tensor], float]:
     """Pick weight decay on a held-out tenth of train, refit on all of it; fc weights + wd."""
     x, y = train_x.to(device), train_y.to(device)
@@ -134,7 +134,8 @@ def _fit_fast(train_x: Tensor, train_y: Tensor, num_classes: int, device: torch.
     n_val = max(1, len(perm) // 10)
     val_idx, fit_idx = perm[:n_val], perm[n_val:]
     best_wd, best_acc = WEIGHT_DECAYS[0], -1.0
-    for wd in WEIGHT_DECAYS:
+    # too few images to hold any out (a 1-shot, 2-class fit): the first candidate
+    for wd in WEIGHT_DECAYS if len(fit_idx) >= 2 else ():
         layer, mean, std = fit_linear(x[fit_idx], y[fit_idx], num_classes, epochs=FAST_EPOCHS // 2,
                                       weight_decay=wd, seed=seed)
         with torch.no_grad():
@@ -199,7 +200,7 @@ def evaluate_head(head: Dict[str, Tensor], feats: Tensor, labels: Tensor) -> Dic
 def probe_features(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
                    num_classes: int, device: torch.device, recipe: Recipe) -> Dict[str, Any]:
     """Fast-path probe + kNN on cached features: the numbers a card reports."""
-    head, wd = _fit_fast(train_x, train_y, num_classes, device, recipe.seed)
+    head, wd = fit_probe_head(train_x, train_y, num_classes, device, recipe.seed)
     acc = evaluate_head(head, test_x, test_y)
     knn = knn_top1(train_x.to(device), train_y.to(device), test_x.to(device), test_y.to(device),
                    num_classes, recipe.knn_k, recipe.knn_temperature)

@@ -25,7 +25,8 @@ class FolderOptions:
     """How a folder of images is read (the command line's folder flags)."""
 
     labels: str = "auto"  # class folders: auto (detect), folders (require), none (ignore)
-    val_fraction: float = 0.0  # held out per class, seeded, when there is no DIR/val
+    val_fraction: Optional[float] = None  # held out per class, seeded, when there is no DIR/val
+    # (None: 10% of a labelled folder's classes, DEFAULT_VAL_FRACTION; 0: none)
     image_size: Optional[int] = None  # None: the median short side, at most 224
     strict: bool = False  # refuse unreadable files instead of skipping them
     stream: bool = False  # stream through DataLoader workers even when the data fits in memory

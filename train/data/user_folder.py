@@ -6,7 +6,8 @@ Layouts, read as torchvision's ImageFolder would where there are labels:
   labels only evaluate the run; pretraining never sees them);
 - ``DIR/...`` (flat, or any tree that is not class folders): unlabelled;
 - ``DIR/train/...`` + ``DIR/val/...``: a held-out split (or ``val_fraction``: a seeded,
-  per-class random fraction of the files).
+  per-class random fraction of the files). Class folders with neither hold out
+  ``DEFAULT_VAL_FRACTION`` (10%) of each class by default; ``val_fraction=0`` keeps them all.
 
 Every image mode is converted to RGB (greyscale, palette, alpha over white, 16-bit scaled),
 then resized on its short side to ``size`` and center-cropped. Unreadable or truncated
@@ -28,12 +29,13 @@ from PIL import Image, ImageOps
 
 from .base import ArrayDataset, DatasetError
 
-__all__ = ["FOLDER", "IMAGE_SUFFIXES", "FolderScan", "scan_folder", "median_short_side",
+__all__ = ["FOLDER", "IMAGE_SUFFIXES", "DEFAULT_VAL_FRACTION", "held_out_note", "FolderScan", "scan_folder", "median_short_side",
            "read_image", "decode_folder", "channel_stats", "LABEL_MODES"]
 
 FOLDER = "folder"  # the data-set name of your own images
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 LABEL_MODES = ("auto", "folders", "none")  # class folders: detect, require, ignore
+DEFAULT_VAL_FRACTION = 0.1  # held out per class of a labelled folder without DIR/val
 MAX_AUTO_SIZE = 224  # the default image size is the data's median short side, at most this
 SIZE_SAMPLE = 1000  # files whose header gives the median short side
 STATS_SAMPLE = 2000  # decoded images the mean/std are measured on
@@ -112,8 +114,20 @@ def _split_off(samples: List[Sample], fraction: float, seed: int) -> Tuple[List[
     return train, val
 
 
-def scan_folder(root: Path, labels: str = "auto", val_fraction: float = 0.0, seed: int = 0) -> FolderScan:
+def held_out_note(fraction: float, seed: int, default: bool) -> str:
+    """How a seeded per-class split was made, for the run's output and its card."""
+    how = (f"{100 * fraction:g}% of each class, held out by default (seed {seed}; "
+           "--val-fraction 0 keeps every image for training)" if default
+           else f"a seeded {fraction:g} of each class (--val-fraction, seed {seed})")
+    return how
+
+
+def scan_folder(root: Path, labels: str = "auto", val_fraction: Optional[float] = None,
+                seed: int = 0) -> FolderScan:
     """The files of a folder run and its splits; see the module docstring for the layouts.
+
+    ``val_fraction`` None: ``DIR/val`` when there is one, else ``DEFAULT_VAL_FRACTION`` of
+    each class of a labelled folder (none of an unlabelled one); 0: no held-out split.
 
     Raises:
         DatasetError: a missing or empty folder, fewer than 2 images, a bad ``val_fraction``.
@@ -121,7 +135,7 @@ def scan_folder(root: Path, labels: str = "auto", val_fraction: float = 0.0, see
     root = Path(root).expanduser()
     if labels not in LABEL_MODES:
         raise DatasetError(f"{FOLDER}: --labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
-    if not 0.0 <= val_fraction < 1.0:
+    if val_fraction is not None and not 0.0 <= val_fraction < 1.0:
         raise DatasetError(f"{FOLDER}: --val-fraction must be in [0, 1), got {val_fraction}")
     if (root / "train").is_dir():
         if val_fraction and (root / "val").is_dir():
@@ -134,9 +148,11 @@ def scan_folder(root: Path, labels: str = "auto", val_fraction: float = 0.0, see
     else:
         classes, train = _scan_root(root, labels)
         val, held_out = [], ""
-    if val_fraction:
-        train, val = _split_off(train, val_fraction, seed)
-        held_out = f"a seeded {val_fraction:g} of the files (--val-fraction)"
+    default = val_fraction is None and classes and not val
+    fraction = DEFAULT_VAL_FRACTION if default else (val_fraction or 0.0)
+    if fraction:
+        train, val = _split_off(train, fraction, seed)
+        held_out = held_out_note(fraction, seed, bool(default)) if val else ""
     where = root / "train" if (root / "train").is_dir() else root
     if not train:
         raise _error(where, f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
