@@ -70,7 +70,7 @@ def create_app(settings: Optional[Settings] = None,
     install_exception_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     for module in (routers.health, routers.models, routers.embeddings, routers.predictions,
-                   routers.metrics, routers.neighbours, routers.cards):
+                   routers.metrics, routers.neighbours, routers.cards, routers.v2):
         app.include_router(module.router)
     routers.page.install_page(app)
     return app
