@@ -241,3 +241,23 @@ def test_unknown_model_gets_v2_error_body(client: triton.InferenceServerClient) 
     with pytest.raises(InferenceServerException, match="unknown model 'nope'") as info:
         client.infer("nope", [_image_input(BLOBS[:1], True)], headers=AUTH)
     assert info.value.status() == "404"
+
+
+def test_a_batch_of_images_and_preprocessed_rows_normalises_only_the_images(
+        model: torch.nn.Module) -> None:
+    from serve.config import ModelSpec, Settings
+    from serve.metrics import ServiceMetrics
+    from serve.registry import ModelRegistry
+
+    registry = ModelRegistry(Settings(models=(ModelSpec("tiny", "tiny"),)), ServiceMetrics(),
+                             {"tiny": model})
+    registry.start()
+    try:
+        transform = registry.get("tiny").transform
+        images = torch.stack([transform.to_uint8(Image.open(io.BytesIO(b))) for b in BLOBS])
+        preprocessed = transform.normalize(images[1:])
+        batch = registry.get("tiny").collate([images[:1], preprocessed])
+        assert batch.dtype == torch.float32
+        assert torch.equal(batch, transform.normalize(images))
+    finally:
+        registry.close()

@@ -44,16 +44,19 @@ def _error(description: str) -> Dict[str, Any]:
 
 router = APIRouter(prefix="/v2", tags=["v2 (Open Inference Protocol)"],
                    route_class=protocol_route(render_v2_error),
-                   responses={503: _error("Models still loading, or the batch queue is full")})
-_GUARDED = {"dependencies": [Depends(require_api_key)],
-            "responses": {401: _error("Missing or wrong API key"), 404: _error("Unknown model")}}
+                   responses={"default": _error("Any other error (never FastAPI's 422 body)")})
+_KEYED = [Depends(require_api_key)]
+_UNAVAILABLE = {503: _error("Models still loading, or the batch queue is full")}
+_MODEL_ERRORS = {401: _error("Missing or wrong API key"), 404: _error("Unknown model"),
+                 **_UNAVAILABLE}
 
 
 def _outputs(handle: ModelHandle) -> List[str]:
     return [EMBEDDING, LOGITS, PROBABILITIES] if handle.has_head else [EMBEDDING]
 
 
-@router.get("", response_model=ServerMetadata, summary="Server metadata", **_GUARDED)
+@router.get("", response_model=ServerMetadata, summary="Server metadata", dependencies=_KEYED,
+            responses={401: _MODEL_ERRORS[401]})
 async def server_metadata() -> Dict[str, Any]:
     from frossl_hub import __version__
 
@@ -65,14 +68,16 @@ async def server_live() -> Dict[str, Any]:
     return {"live": True}
 
 
-@router.get("/health/ready", response_model=ServerReady, summary="Readiness (open)")
+@router.get("/health/ready", response_model=ServerReady, summary="Readiness (open)",
+            responses=_UNAVAILABLE)
 async def server_ready(registry: ModelRegistry = Depends(get_registry)) -> Dict[str, Any]:
     """200 once every model is loaded, 503 before."""
     registry.require_ready()
     return {"ready": True}
 
 
-@router.get("/models/{name}", response_model=ModelMetadata, summary="Model metadata", **_GUARDED)
+@router.get("/models/{name}", response_model=ModelMetadata, summary="Model metadata",
+            dependencies=_KEYED, responses=_MODEL_ERRORS)
 async def model_metadata(name: str, registry: ModelRegistry = Depends(ready_registry)
                          ) -> Dict[str, Any]:
     """The model's inputs (send one of them) and outputs, with datatypes and shapes."""
@@ -90,7 +95,7 @@ async def model_metadata(name: str, registry: ModelRegistry = Depends(ready_regi
 
 
 @router.get("/models/{name}/ready", response_model=ModelReady, summary="Model readiness",
-            **_GUARDED)
+            dependencies=_KEYED, responses=_MODEL_ERRORS)
 async def model_ready(name: str, registry: ModelRegistry = Depends(ready_registry)
                       ) -> Dict[str, Any]:
     return {"name": registry.get(name).name, "ready": True}
@@ -112,8 +117,8 @@ _INFER_RESPONSES = {200: {"content": {"application/octet-stream": {"schema": {
 
 
 @router.post("/models/{name}/infer", response_model=InferResponse, summary="Inference",
-             openapi_extra=_INFER_BODY, dependencies=_GUARDED["dependencies"],
-             responses={**_GUARDED["responses"], **_INFER_RESPONSES})
+             openapi_extra=_INFER_BODY, dependencies=_KEYED,
+             responses={**_MODEL_ERRORS, **_INFER_RESPONSES})
 async def infer(name: str, request: Request, registry: ModelRegistry = Depends(ready_registry),
                 settings: Settings = Depends(get_settings)) -> Response:
     """Embeddings, logits and probabilities of image files or a preprocessed batch, through
