@@ -27,7 +27,9 @@ DESCRIPTION = """Embeddings and linear-probe predictions of FroSSL-pretrained Re
 
 Concurrent requests share forward passes (dynamic micro-batching). Send images as
 multipart `file` parts or as base64 strings in JSON. Every error is
-`{"error": {"code": ..., "message": ...}}`.
+`{"error": {"code": ..., "message": ...}}`, except on the two other protocols spoken here:
+OpenAI's embeddings request on /v1/embeddings (OpenAI's error body) and the Open Inference
+Protocol (KServe V2) under /v2 (`{"error": "..."}`).
 """
 
 
