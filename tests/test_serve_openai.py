@@ -116,7 +116,7 @@ def test_openapi_documents_both_shapes(server: str) -> None:
 BAD = {  # case -> (body, status, code, param)
     "empty input list": ({"model": "tiny", "input": []}, 422, "empty_input", "input"),
     "empty input string": ({"model": "tiny", "input": ""}, 422, "empty_input", "input"),
-    "text, not an image": ({"model": "tiny", "input": "a photo of a cat"}, 422,
+    "text, not an image": ({"model": "tiny", "input": "a photo of a cat."}, 422,
                            "invalid_base64", "input"),
     "base64 of text": ({"model": "tiny", "input": b64(b"hello, world")}, 415,
                        "unsupported_image", "input"),

@@ -23,7 +23,7 @@ from serve_helpers import API_KEY, b64, png, publish_tiny, reference, sample, se
 
 pytestmark = pytest.mark.slow
 
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
+AUTH = {"Authorization": f"Bearer {API_KEY}"}  # copied per call: tritonclient adds to the dict it gets
 BLOBS = [png(21), png(22, (44, 30)), png(23)]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -63,7 +63,7 @@ def _image_input(blobs: List[bytes], binary: bool) -> triton.InferInput:
 def _infer(client: triton.InferenceServerClient, tensor: triton.InferInput, names: List[str],
            binary: bool) -> Any:
     outputs = [triton.InferRequestedOutput(n, binary_data=binary) for n in names]
-    return client.infer("tiny", [tensor], outputs=outputs, headers=AUTH)
+    return client.infer("tiny", [tensor], outputs=outputs, headers=dict(AUTH))
 
 
 def _v1_embeddings(server: str, blobs: List[bytes]) -> torch.Tensor:
@@ -75,13 +75,13 @@ def _v1_embeddings(server: str, blobs: List[bytes]) -> torch.Tensor:
 
 def test_health_metadata_and_readiness(client: triton.InferenceServerClient) -> None:
     assert client.is_server_live() and client.is_server_ready()
-    assert client.is_model_ready("tiny", headers=AUTH)
-    assert not client.is_model_ready("nope", headers=AUTH)
-    assert client.get_server_metadata(headers=AUTH)["extensions"] == ["binary_tensor_data"]
+    assert client.is_model_ready("tiny", headers=dict(AUTH))
+    assert not client.is_model_ready("nope", headers=dict(AUTH))
+    assert client.get_server_metadata(headers=dict(AUTH))["extensions"] == ["binary_tensor_data"]
 
 
 def test_model_metadata_lists_inputs_and_outputs(client: triton.InferenceServerClient) -> None:
-    meta = client.get_model_metadata("tiny", headers=AUTH)
+    meta = client.get_model_metadata("tiny", headers=dict(AUTH))
     assert meta["inputs"] == [{"name": "images", "datatype": "BYTES", "shape": [-1]},
                               {"name": "pixel_values", "datatype": "FP32",
                                "shape": [-1, 3, 32, 32]}]
@@ -127,7 +127,7 @@ def test_logits_and_probabilities_match_the_linear_probe(
 
 def test_no_outputs_requested_returns_embedding_and_logits(
         client: triton.InferenceServerClient) -> None:
-    result = client.infer("tiny", [_image_input(BLOBS[:2], True)], headers=AUTH)
+    result = client.infer("tiny", [_image_input(BLOBS[:2], True)], headers=dict(AUTH))
     names = [o["name"] for o in result.get_response()["outputs"]]
     assert names == ["embedding", "logits"]
     assert result.as_numpy("logits").shape == (2, 10)
@@ -135,10 +135,10 @@ def test_no_outputs_requested_returns_embedding_and_logits(
 
 def test_infer_goes_through_the_micro_batcher(server: str,
                                               client: triton.InferenceServerClient) -> None:
-    before = sample(httpx.get(f"{server}/metrics", headers=AUTH).text, "frossl_images_total",
+    before = sample(httpx.get(f"{server}/metrics", headers=dict(AUTH)).text, "frossl_images_total",
                     model="tiny")
     _infer(client, _image_input(BLOBS, True), ["embedding"], True)
-    after = sample(httpx.get(f"{server}/metrics", headers=AUTH).text, "frossl_images_total",
+    after = sample(httpx.get(f"{server}/metrics", headers=dict(AUTH)).text, "frossl_images_total",
                    model="tiny")
     assert after - before == 3
 
@@ -239,7 +239,7 @@ def test_bad_tensor_gets_v2_error_body(case: str, server: str) -> None:
 
 def test_unknown_model_gets_v2_error_body(client: triton.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException, match="unknown model 'nope'") as info:
-        client.infer("nope", [_image_input(BLOBS[:1], True)], headers=AUTH)
+        client.infer("nope", [_image_input(BLOBS[:1], True)], headers=dict(AUTH))
     assert info.value.status() == "404"
 
 
