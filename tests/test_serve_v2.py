@@ -135,10 +135,10 @@ def test_no_outputs_requested_returns_embedding_and_logits(
 
 def test_infer_goes_through_the_micro_batcher(server: str,
                                               client: triton.InferenceServerClient) -> None:
-    before = sample(httpx.get(f"{server}/metrics", headers=dict(AUTH)).text, "frossl_images_total",
+    before = sample(httpx.get(f"{server}/metrics", headers=dict(AUTH)).text, "frossl_images_processed_total",
                     model="tiny")
     _infer(client, _image_input(BLOBS, True), ["embedding"], True)
-    after = sample(httpx.get(f"{server}/metrics", headers=dict(AUTH)).text, "frossl_images_total",
+    after = sample(httpx.get(f"{server}/metrics", headers=dict(AUTH)).text, "frossl_images_processed_total",
                    model="tiny")
     assert after - before == 3
 
