@@ -8,7 +8,11 @@
    ``ours`` (``python -m serve``, default backend: ONNX Runtime on the CPU), ``ours-torch``
    (``--backend torch``), ``ours-2workers`` (``--workers 2``, the intra-op threads split
    between them: two event loops), ``litserve`` (``LitAPI`` with batch/unbatch, ``max_batch_size=32``)
-   and ``fastapi`` (one eager forward per request, no batching). Load: ``wrk -t1`` with a Lua
+   and ``fastapi`` (one eager forward per request, no batching); and ours on its other
+   protocols, same image, same model: ``ours-embeddings`` (``/v1/embeddings``, our JSON body),
+   ``ours-openai`` (the same route with OpenAI's body, ``encoding_format`` float) and
+   ``ours-v2`` (``/v2/models/{name}/infer``, V2's JSON tensor form: base64 BYTES in, the
+   embedding out), printed as their overhead against ``ours-embeddings``. Load: ``wrk -t1`` with a Lua
    script POSTing the body (``benchmarks/wrk_post.lua``) when wrk is installed, else a Python
    client; at each of ``--connections`` with each of ``--images`` per request.
    Columns: requests/s, images/s, p50, p99. For ``ours`` also, from /metrics, the mean
@@ -68,8 +72,9 @@ class Server:
     name: str
     command: Callable[[Path, int, int], List[str]]  # (model, port, threads) -> argv
     health: str
-    predict: str
+    predict: str  # may name ``{model}``: the served model's name
     needs: Optional[str] = None  # a module that must be importable
+    body: str = "images"  # the request body's shape: a key of BODY_SHAPES
 
 
 def _ours(backend: str, workers: int = 1) -> Callable[[Path, int, int], List[str]]:
@@ -92,7 +97,11 @@ SERVERS = {server.name: server for server in (
     Server("ours-2workers", _ours("auto", workers=2), "/healthz", "/v1/predictions"),
     Server("litserve", _peer("litserve_server.py"), "/health", "/predict", needs="litserve"),
     Server("fastapi", _peer("fastapi_server.py"), "/healthz", "/predict"),
+    Server("ours-embeddings", _ours("auto"), "/healthz", "/v1/embeddings"),
+    Server("ours-openai", _ours("auto"), "/healthz", "/v1/embeddings", body="openai"),
+    Server("ours-v2", _ours("auto"), "/healthz", "/v2/models/{model}/infer", body="v2"),
 )}
+PROTOCOL_ROWS = ("ours-openai", "ours-v2")  # compared with ours-embeddings: same route work
 
 
 @dataclass
@@ -138,8 +147,20 @@ def raw_throughput(model: torch.nn.Module, backend: str, threads: int, batches: 
 # servers
 
 
-def write_bodies(folder: Path, counts: Sequence[int], input_size: Sequence[int]) -> Dict[int, Path]:
-    """One JSON body file per image count: the same 32 px PNGs, base64, for every server."""
+BODY_SHAPES: Dict[str, Callable[[List[str]], Dict[str, object]]] = {  # base64 images -> body
+    "images": lambda images: {"images": images},
+    "openai": lambda images: {"input": images, "encoding_format": "float"},
+    "v2": lambda images: {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [len(images)],
+                                      "data": images}], "outputs": [{"name": "embedding"}]},
+}
+
+
+def write_bodies(folder: Path, counts: Sequence[int], input_size: Sequence[int], shape: str = "images"
+                 ) -> Dict[int, Path]:
+    """One JSON body file per image count: the same 32 px PNGs, base64, for every server, in
+    the ``shape`` of ``BODY_SHAPES``."""
+    import json
+
     import base64
     import io
 
@@ -157,8 +178,8 @@ def write_bodies(folder: Path, counts: Sequence[int], input_size: Sequence[int])
         blobs.append(base64.b64encode(buf.getvalue()).decode("ascii"))
     paths = {}
     for count in counts:
-        paths[count] = folder / f"body-{count}.json"
-        paths[count].write_text('{"images": [' + ", ".join(f'"{b}"' for b in blobs[:count]) + "]}")
+        paths[count] = folder / f"body-{shape}-{count}.json"
+        paths[count].write_text(json.dumps(BODY_SHAPES[shape](blobs[:count])))
     return paths
 
 
@@ -193,7 +214,9 @@ def measure_server(server: Server, model: Path, args: argparse.Namespace, bodies
     cells = []
     try:
         _common.wait_healthy(proc, url, args.startup_timeout, log_path, path=server.health)
-        target = url + server.predict
+        from serve.config import ModelSpec
+
+        target = url + server.predict.format(model=ModelSpec.parse(str(model)).name)
         print(f"  {server.name}: warm-up ...", file=sys.stderr, flush=True)
         load_client.run_load(target, bodies[min(bodies)], 8, args.warmup_seconds, args.client)
         for images in args.images:
@@ -282,6 +305,11 @@ def print_ratios(cells: Sequence[Cell], raw: Dict[str, List[Tuple[int, float]]],
           bulk and bulk.images_per_s, best_ort, BULK_GOAL)
     ratio(f"ours p99 / p50, {top} connections, 1 image", ours and ours.load.p99_s,
           ours and ours.load.p50_s, TAIL_GOAL, at_most=True)
+    for name in PROTOCOL_ROWS:
+        for images in (1, 32):
+            row, base = _find(cells, name, images, top), _find(cells, "ours-embeddings", images, top)
+            ratio(f"{name} / ours-embeddings requests/s, {top} connections, {images} image(s)",
+                  row and row.load.requests_per_s, base and base.load.requests_per_s, None)
     for bs in (1, 32):
         speeds = {name: dict(rows).get(bs) for name, rows in raw.items()}
         ratio(f"ONNX Runtime / PyTorch forward at batch {bs}", speeds.get("onnxruntime"), speeds.get("torch"),
@@ -343,14 +371,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         raw = {backend: raw_throughput(model, backend, args.threads, args.raw_batches, args.raw_seconds)
                for backend in ("torch", "onnxruntime")}
         del model
-        bodies = write_bodies(Path(tmp), args.images, input_size)
+        bodies = {shape: write_bodies(Path(tmp), args.images, input_size, shape) for shape in BODY_SHAPES}
         cells: List[Cell] = []
         for name in names:
             server = SERVERS[name]
             if server.needs and importlib.util.find_spec(server.needs) is None:
                 print(f"{name}: skipped ({server.needs} is not installed: pip install {server.needs})")
                 continue
-            cells += measure_server(server, Path(model_path), args, bodies, Path(tmp) / f"{name}.log")
+            cells += measure_server(server, Path(model_path), args, bodies[server.body],
+                                    Path(tmp) / f"{name}.log")
     print()
     print(_common.table(["backend", "batch", "img/s"], [(b, bs, f"{ips:.1f}") for b, rows in raw.items()
                                                         for bs, ips in rows]))

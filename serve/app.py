@@ -27,7 +27,9 @@ DESCRIPTION = """Embeddings and linear-probe predictions of FroSSL-pretrained Re
 
 Concurrent requests share forward passes (dynamic micro-batching). Send images as
 multipart `file` parts or as base64 strings in JSON. Every error is
-`{"error": {"code": ..., "message": ...}}`.
+`{"error": {"code": ..., "message": ...}}`, except on the two other protocols spoken here:
+OpenAI's embeddings request on /v1/embeddings (OpenAI's error body) and the Open Inference
+Protocol (KServe V2) under /v2 (`{"error": "..."}`).
 """
 
 
@@ -70,7 +72,7 @@ def create_app(settings: Optional[Settings] = None,
     install_exception_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     for module in (routers.health, routers.models, routers.embeddings, routers.predictions,
-                   routers.metrics, routers.neighbours, routers.cards):
+                   routers.metrics, routers.neighbours, routers.cards, routers.v2):
         app.include_router(module.router)
     routers.page.install_page(app)
     return app

@@ -26,6 +26,7 @@ __all__ = ["MicroBatcher"]
 _logger = logging.getLogger("serve")
 
 Forward = Callable[[torch.Tensor], Tuple[torch.Tensor, ...]]  # (N, ...) -> outputs with N rows
+Collate = Callable[[List[torch.Tensor]], torch.Tensor]  # the requests' rows -> one batch
 
 
 @dataclass(eq=False)
@@ -62,14 +63,18 @@ class MicroBatcher:
         max_wait_ms: how long a batch may wait to fill once it has one image.
         max_queue: most images waiting; ``submit`` raises QueueFull beyond it.
         metrics: where to record batch sizes, queue depth and images processed.
+        collate: joins the rows taken from each request into the forward's batch
+            (default ``torch.cat``).
     """
 
     def __init__(self, forward: Forward, name: str, max_batch_size: int, max_wait_ms: float = 0.0,
-                 max_queue: int = 1024, metrics: Optional[ServiceMetrics] = None) -> None:
+                 max_queue: int = 1024, metrics: Optional[ServiceMetrics] = None,
+                 collate: Collate = torch.cat) -> None:
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError(f"need max_batch_size >= 1, max_queue >= 1, max_wait_ms >= 0; got "
                              f"{max_batch_size}, {max_queue}, {max_wait_ms}")
         self.forward = forward
+        self.collate = collate
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
@@ -198,7 +203,7 @@ class MicroBatcher:
                     self._deliver(job, None, exc)
 
     def _execute(self, parts: Sequence[Tuple[_Job, int, int]]) -> None:
-        batch = torch.cat([job.inputs[start:end] for job, start, end in parts])
+        batch = self.collate([job.inputs[start:end] for job, start, end in parts])
         started = time.perf_counter()
         outputs = self.forward(batch)
         if self.metrics:

@@ -1,6 +1,7 @@
 """Shared dependencies (``Depends``): settings, the model registry, the API key, parsed inputs."""
 from __future__ import annotations
 
+import functools
 import hmac
 from typing import Optional
 
@@ -63,8 +64,12 @@ def require_api_key(settings: Settings = Depends(get_settings),
 
 async def embedding_inputs(request: Request, settings: Settings = Depends(get_settings)
                            ) -> ImageRequest:
-    """The images and options of an embeddings request (JSON or multipart)."""
-    return await read_image_request(request, settings, EmbeddingRequest, EmbeddingOptions)
+    """The images and options of an embeddings request (JSON of our shape or OpenAI's, or
+    multipart)."""
+    from .openai_compat import parse_embeddings_body
+
+    parse = functools.partial(parse_embeddings_body, settings=settings, scope=request.scope)
+    return await read_image_request(request, settings, EmbeddingRequest, EmbeddingOptions, parse)
 
 
 async def prediction_inputs(request: Request, settings: Settings = Depends(get_settings)

@@ -8,6 +8,7 @@ wrong method) and FastAPI's request validation. Unexpected exceptions become a 5
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from fastapi import FastAPI, Request
@@ -20,6 +21,7 @@ from .exceptions import (InvalidInput, MalformedBody, ModelsLoading, NotFound, Q
 
 __all__ = [
     "ERROR_RESPONSES",
+    "ErrorInfo",
     "IMAGE_ERROR_RESPONSES",
     "REQUEST_ID_HEADER",
     "REQUEST_ID_SCOPE_KEY",
@@ -28,6 +30,7 @@ __all__ = [
     "install_exception_handlers",
     "request_id_of",
     "status_of",
+    "describe_error",
     "validation_details",
     "validation_message",
 ]
@@ -113,29 +116,43 @@ def validation_details(errors: Iterable[Mapping[str, Any]]) -> List[Dict[str, An
              "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))} for err in errors]
 
 
-async def _serve_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServeError)
-    return error_response(status_of(exc), exc.code, exc.message, request_id_of(request),
-                          _first_in_mro(HEADERS_OF, exc, None), exc.details)
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What the client is told of an error, before a protocol shapes the body."""
+
+    status: int
+    code: str
+    message: str
+    headers: Optional[Mapping[str, str]] = None
+    details: Optional[List[Dict[str, Any]]] = None
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    code = _STATUS_CODES.get(exc.status_code, "http_error")
-    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    if exc.status_code == 404 and message == "Not Found":
-        message = f"no route {request.method} {request.url.path}; see /docs for the API."
-    elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}."
-    return error_response(exc.status_code, code, message, request_id_of(request),
-                          getattr(exc, "headers", None))
+def describe_error(request: Request, exc: Exception) -> Optional[ErrorInfo]:
+    """Status, code, message and headers of a domain, HTTP or validation error (None for
+    any other exception: those are 500s)."""
+    if isinstance(exc, ServeError):
+        return ErrorInfo(status_of(exc), exc.code, exc.message,
+                         _first_in_mro(HEADERS_OF, exc, None), exc.details)
+    if isinstance(exc, StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}; see /docs for the API."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}."
+        return ErrorInfo(exc.status_code, _STATUS_CODES.get(exc.status_code, "http_error"),
+                         message, getattr(exc, "headers", None))
+    if isinstance(exc, RequestValidationError):
+        errors = list(exc.errors())
+        return ErrorInfo(422, "invalid_request", validation_message(errors),
+                         details=validation_details(errors))
+    return None
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
-    return error_response(422, "invalid_request", validation_message(errors),
-                          request_id_of(request), details=validation_details(errors))
+async def _known_error(request: Request, exc: Exception) -> JSONResponse:
+    info = describe_error(request, exc)
+    assert info is not None
+    return error_response(info.status, info.code, info.message, request_id_of(request),
+                          info.headers, info.details)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -150,9 +167,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_exception_handlers(app: FastAPI) -> None:
     """Route every error type to the common JSON shape."""
-    app.add_exception_handler(ServeError, _serve_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    for error_type in (ServeError, StarletteHTTPException, RequestValidationError):
+        app.add_exception_handler(error_type, _known_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

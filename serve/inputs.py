@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Dict, List, Type
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Type
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -22,12 +22,14 @@ from .config import Settings
 from .errors import validation_details, validation_message
 from .exceptions import InvalidInput, MalformedBody, TooLarge, UnsupportedMedia
 
-__all__ = ["ImageRequest", "json_image_request", "parse_json_body", "read_image_request"]
+__all__ = ["ImageRequest", "b64decode_image", "check_image_count", "json_image_request",
+           "load_json", "parse_json_body", "read_body", "read_image_request", "validate_fields"]
 
 FILE_FIELDS = ("file", "files")  # multipart part names that carry images
 MAX_FORM_FIELDS = 16  # non-file multipart fields (model, normalize, top_k)
 MAX_FIELD_BYTES = 64 * 1024  # size of one non-file multipart field
 _URLSAFE = str.maketrans("-_", "+/")
+_URL_SCHEMES = ("http://", "https://")  # refused: the service never fetches URLs
 
 
 @dataclass
@@ -53,14 +55,16 @@ async def _limited_stream(request: Request, max_bytes: int) -> AsyncIterator[byt
         yield chunk
 
 
-def _check_count(count: int, settings: Settings) -> None:
+def check_image_count(count: int, settings: Settings) -> None:
+    """TooLarge when one request carries more than ``max_images`` images."""
     if count > settings.max_images:
         raise TooLarge(f"{count} images in one request; the limit is "
                        f"{settings.max_images}. Split them over several requests.",
                        code="too_many_images")
 
 
-def _validate(model: Type[BaseModel], data: Dict[str, Any]) -> Any:
+def validate_fields(model: Type[BaseModel], data: Dict[str, Any]) -> Any:
+    """``model`` validated from ``data``; InvalidInput naming every bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -69,11 +73,20 @@ def _validate(model: Type[BaseModel], data: Dict[str, Any]) -> Any:
                            details=validation_details(errors), code="invalid_request") from None
 
 
-def _b64decode(text: str, index: int) -> bytes:
+def b64decode_image(text: str, label: str) -> bytes:
+    """The bytes of an image sent as base64 or a ``data:`` URL (``label`` names it in errors).
+
+    Raises:
+        InvalidInput: an http(s):// URL (never fetched), a data: URL without base64 data,
+            or invalid base64.
+    """
+    if text[:8].lower().startswith(_URL_SCHEMES):
+        raise InvalidInput(f"{label} is a URL; this service never fetches URLs: send the image "
+                           "itself as base64 or a data: URL.", code="url_not_supported")
     if text.startswith("data:"):
         header, sep, text = text.partition(",")
         if not sep or not header.endswith(";base64"):
-            raise InvalidInput(f"images[{index}] is a data: URL without "
+            raise InvalidInput(f"{label} is a data: URL without "
                                "';base64,' data.", code="invalid_base64")
     try:  # the common case, plain standard base64, without copying the string twice
         return base64.b64decode(text, validate=True)
@@ -83,7 +96,7 @@ def _b64decode(text: str, index: int) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput(f"images[{index}] is not valid base64: {exc}.",
+        raise InvalidInput(f"{label} is not valid base64: {exc}.",
                            code="invalid_base64") from None
 
 
@@ -95,11 +108,15 @@ def parse_json_body(body: bytes, settings: Settings, json_model: Type[BaseModel]
         MalformedBody: not JSON (also a body nested deeper than orjson's 1024 levels).
         InvalidInput: not an object, invalid fields or base64; TooLarge: too many images.
     """
+    return json_image_request(load_json(body), settings, json_model)
+
+
+def load_json(body: bytes) -> Any:
+    """A JSON document; MalformedBody (naming orjson's complaint) when it is not one."""
     try:
-        data = orjson.loads(body)  # no recursion: 100,000 nested "[" fail like any bad body
+        return orjson.loads(body)  # no recursion: 100,000 nested "[" fail like any bad body
     except orjson.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}.", code="malformed_json") from None
-    return json_image_request(data, settings, json_model)
 
 
 def json_image_request(data: Any, settings: Settings, json_model: Type[BaseModel]
@@ -109,17 +126,40 @@ def json_image_request(data: Any, settings: Settings, json_model: Type[BaseModel
         raise InvalidInput("the JSON body must be an object like "
                            '{"images": ["<base64>", ...]}.', code="invalid_request")
     if isinstance(data.get("images"), list):
-        _check_count(len(data["images"]), settings)
-    parsed = _validate(json_model, data)
-    images = [_b64decode(text, i) for i, text in enumerate(parsed.images)]
+        check_image_count(len(data["images"]), settings)
+    parsed = validate_fields(json_model, data)
+    images = [b64decode_image(text, f"images[{i}]") for i, text in enumerate(parsed.images)]
     options = parsed.model_copy(update={"images": []})
     return ImageRequest(options, images, [f"images[{i}]" for i in range(len(images))])
 
 
-async def _read_json(request: Request, settings: Settings, json_model: Type[BaseModel]
-                     ) -> ImageRequest:
+def _check_content_length(request: Request, settings: Settings) -> None:
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise MalformedBody(f"invalid Content-Length {length!r}.", code="bad_request") from None
+        if declared > settings.max_bytes:
+            raise _too_large(settings.max_bytes, f"of {declared} bytes exceeds")
+
+
+async def read_body(request: Request, settings: Settings) -> bytes:
+    """The whole body, refused (TooLarge) from its Content-Length or as soon as it streams
+    past ``max_bytes``; MalformedBody for an invalid Content-Length."""
+    _check_content_length(request, settings)
+    return b"".join([chunk async for chunk in _limited_stream(request, settings.max_bytes)])
+
+
+JsonParser = Callable[[bytes], ImageRequest]  # a JSON body -> the parsed request
+
+
+async def _read_json(request: Request, settings: Settings, json_model: Type[BaseModel],
+                     parse_json: Optional[JsonParser]) -> ImageRequest:
     body = b"".join([chunk async for chunk in _limited_stream(request, settings.max_bytes)])
     # megabytes of JSON and base64 take milliseconds to decode: keep them off the event loop
+    if parse_json is not None:
+        return await run_in_threadpool(parse_json, body)
     return await run_in_threadpool(parse_json_body, body, settings, json_model)
 
 
@@ -154,11 +194,11 @@ async def _read_multipart(request: Request, settings: Settings, options_model: T
                 raise InvalidInput(f"form field {name!r} given twice.", code="invalid_request")
             else:
                 fields[name] = value
-        options = _validate(options_model, fields)
+        options = validate_fields(options_model, fields)
         if not uploads:
             raise InvalidInput("no images: send one or more `file` parts "
                                "(multipart/form-data).", code="invalid_request")
-        _check_count(len(uploads), settings)
+        check_image_count(len(uploads), settings)
         images = [await upload.read() for upload in uploads]
         labels = [f"image {i} ({u.filename!r})" if u.filename else f"image {i}"
                   for i, u in enumerate(uploads)]
@@ -168,9 +208,11 @@ async def _read_multipart(request: Request, settings: Settings, options_model: T
 
 
 async def read_image_request(request: Request, settings: Settings,
-                             json_model: Type[BaseModel], options_model: Type[BaseModel]
-                             ) -> ImageRequest:
+                             json_model: Type[BaseModel], options_model: Type[BaseModel],
+                             parse_json: Optional[JsonParser] = None) -> ImageRequest:
     """Parse an image request of either encoding, enforcing the body and image-count limits.
+
+    ``parse_json`` replaces ``parse_json_body`` for JSON bodies (a route accepting two shapes).
 
     Raises:
         UnsupportedMedia, TooLarge, MalformedBody, InvalidInput (``serve.exceptions``).
@@ -184,15 +226,8 @@ async def read_image_request(request: Request, settings: Settings,
                                "accepted; send application/json with base64 images or "
                                "multipart/form-data with `file` parts.",
                                code="unsupported_media_type")
-    length = request.headers.get("content-length")
-    if length is not None:
-        try:
-            declared = int(length)
-        except ValueError:
-            raise MalformedBody(f"invalid Content-Length {length!r}.", code="bad_request") from None
-        if declared > settings.max_bytes:
-            raise _too_large(settings.max_bytes, f"of {declared} bytes exceeds")
+    _check_content_length(request, settings)
     if is_json:
-        return await _read_json(request, settings, json_model)
+        return await _read_json(request, settings, json_model, parse_json)
     return await _read_multipart(request, settings, options_model)
 

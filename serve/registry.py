@@ -146,17 +146,26 @@ class ModelHandle:
         self.executor = executor  # shared by the registry's models
         self._decoding = 0  # images of admitted requests still being decoded
         self.gallery: Optional[GalleryIndex] = None  # set by the registry once embedded
-        self.batcher = MicroBatcher(self.forward, name, settings.max_batch_size,
-                                    settings.max_wait_ms, settings.max_queue, metrics)
+        self.batcher = MicroBatcher(self.runner, name, settings.max_batch_size,
+                                    settings.max_wait_ms, settings.max_queue, metrics,
+                                    collate=self.collate)
 
     @property
     def label_names(self) -> List[str]:
         return self.info.label_names or [str(i) for i in range(self.info.num_classes)]
 
+    def collate(self, parts: List[torch.Tensor]) -> torch.Tensor:
+        """The model input of one forward pass: uint8 rows (decoded images) are normalised at
+        once; float32 rows came preprocessed (the V2 ``pixel_values`` input) and pass as sent."""
+        if all(part.dtype == torch.uint8 for part in parts):
+            return self.transform.normalize(torch.cat(parts))
+        return torch.cat([self.transform.normalize(part) if part.dtype == torch.uint8 else part
+                          for part in parts])
+
     def forward(self, batch: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Pooled embeddings (N, D) and linear-probe logits (N, K) of a (N, C, H, W) uint8
         batch: normalised at once, then ONE forward pass."""
-        return self.runner(self.transform.normalize(batch))
+        return self.runner(self.collate([batch]))
 
     def infer(self, images: Sequence[Image.Image]) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and logits of PIL images, outside the batcher (call it off the event loop)."""
@@ -188,6 +197,16 @@ class ModelHandle:
             self._decoding -= count
         if on_preprocessed is not None:
             on_preprocessed(batch)
+        return await self.batcher.submit(batch)
+
+    async def run_tensor(self, batch: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and logits of an already-preprocessed float32 (N, C, H, W) batch, through
+        the same batcher and queue limit as images.
+
+        Raises:
+            QueueFull, ShuttingDown: no room for the rows now.
+        """
+        self._check_room(int(batch.shape[0]))
         return await self.batcher.submit(batch)
 
     def _check_room(self, count: int) -> None:

@@ -141,3 +141,15 @@ def test_transfer_speed_prints_the_ratio() -> None:
         pytest.skip("the CIFAR-10 JPEGs are absent (.data/cifar-10-jpeg)")
     out = run_script("transfer_speed.py", ["--limit", "4", "--threads", "1"])
     assert "ratio transfer / embed: " in out, out
+
+
+def test_serve_throughput_rows_for_the_openai_and_v2_protocols() -> None:
+    out = run_script("serve_throughput.py", ["--servers", "ours-embeddings,ours-openai,ours-v2",
+                                             "--connections", "1", "--images", "1,2", "--seconds", "0.5",
+                                             "--warmup-seconds", "0.2", "--raw-batches", "1",
+                                             "--raw-seconds", "0.05", "--threads", "1"])
+    for server in ("ours-embeddings", "ours-openai", "ours-v2"):
+        assert f"\n{server} " in out, out
+    for name in ("ours-openai", "ours-v2"):
+        assert f"{name} / ours-embeddings requests/s, 1 connections, 1 image(s) = " in out, out
+    assert "requests failed" not in out and "traceback" not in out.lower(), out
