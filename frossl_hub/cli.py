@@ -76,9 +76,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_embed(args: argparse.Namespace) -> int:
     import torch
 
-    from .embed_folder import embed_folder, index_path, init_from_env
+    from .embed_folder import embed_folder, index_path, init_from_env, walk_images
     from .hub import load
 
+    walk = walk_images(Path(args.image_dir))  # a missing path or a non-image fails before loading
     rank, world = init_from_env()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world > 1:
@@ -86,12 +87,15 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     model = load(args.model, num_classes=0, device=device)
     rows, skipped = embed_folder(model, Path(args.image_dir), Path(args.out), args.batch_size, args.workers,
                                  args.normalize, rank, world, progress=not args.no_progress,
-                                 backend=args.backend)
+                                 backend=args.backend, walk=walk)
     for path, reason in skipped:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     if rank == 0:
-        print(f"wrote {args.out} and {index_path(Path(args.out))}"
-              + (f" ({len(skipped)} unreadable files skipped on rank 0)" if skipped else ""))
+        notes = [f"{walk.others} non-image file{'s' if walk.others != 1 else ''} skipped"] if walk.others else []
+        if skipped:
+            notes.append(f"{len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} skipped"
+                         + (" on rank 0" if world > 1 else ""))
+        print(f"wrote {args.out} and {index_path(Path(args.out))}" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 
@@ -212,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="catalog name or folder")
     p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("embed", help="embed a folder of images to an N×512 .npy")
-    p.add_argument("image_dir", help="folder searched recursively for images")
+    p.add_argument("image_dir", help="folder searched recursively for images (other files are "
+                                     "skipped and counted), or one image file")
     p.add_argument("--model", default="frossl-resnet18-cifar10")
     p.add_argument("--out", default="embeddings.npy")
     p.add_argument("--batch-size", type=int, default=256)
