@@ -33,6 +33,7 @@ _EXPORTS: Dict[str, str] = {
     "save_pretrained": "hub",
     "verify": "hub",
     "embed": "inference",
+    "ImageReadError": "inference",
     "export_onnx": "onnx_export",
     "get_transform": "inference",
     "BarlowTwinsLoss": "losses",

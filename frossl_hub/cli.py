@@ -1,15 +1,18 @@
-"""`python -m frossl_hub`: list, info, verify, embed, export, convert."""
+"""`python -m frossl_hub`: list, info, verify, embed, export, convert, cache."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 
 from .backends import BACKENDS
 from .onnx_export import DEFAULT_OPSET
 from .stems import STEMS
+
+if TYPE_CHECKING:
+    from .caches import CacheEntry
 
 __all__ = ["main", "build_parser"]
 
@@ -73,9 +76,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_embed(args: argparse.Namespace) -> int:
     import torch
 
-    from .embed_folder import embed_folder, index_path, init_from_env
+    from .embed_folder import embed_folder, index_path, init_from_env, walk_images
     from .hub import load
 
+    walk = walk_images(Path(args.image_dir))  # a missing path or a non-image fails before loading
     rank, world = init_from_env()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and world > 1:
@@ -83,12 +87,15 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     model = load(args.model, num_classes=0, device=device)
     rows, skipped = embed_folder(model, Path(args.image_dir), Path(args.out), args.batch_size, args.workers,
                                  args.normalize, rank, world, progress=not args.no_progress,
-                                 backend=args.backend)
+                                 backend=args.backend, walk=walk)
     for path, reason in skipped:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     if rank == 0:
-        print(f"wrote {args.out} and {index_path(Path(args.out))}"
-              + (f" ({len(skipped)} unreadable files skipped on rank 0)" if skipped else ""))
+        notes = [f"{walk.others} non-image file{'s' if walk.others != 1 else ''} skipped"] if walk.others else []
+        if skipped:
+            notes.append(f"{len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''} skipped"
+                         + (" on rank 0" if world > 1 else ""))
+        print(f"wrote {args.out} and {index_path(Path(args.out))}" + (f" ({'; '.join(notes)})" if notes else ""))
     return 0
 
 
@@ -114,9 +121,89 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _entry_row(entry: "CacheEntry", now: float) -> str:
+    from .caches import age, human_size
+
+    about = f"{entry.source} ({entry.detail})" if entry.source else entry.detail
+    return f"{entry.kind:<9} {human_size(entry.size):>10}  {age(entry.modified, now):<16} {entry.name}  {about}"
+
+
+def _cmd_cache_list(args: argparse.Namespace) -> int:
+    import time
+
+    from .caches import cache_root, human_size, scan_cache
+
+    root = cache_root()
+    entries = [e for e in scan_cache(root) if args.kind in (None, e.kind)]
+    if not entries:
+        print(f"the cache {root} holds nothing{f' of kind {args.kind}' if args.kind else ''} (0 B)")
+        return 0
+    now = time.time()
+    print(f"{'KIND':<9} {'SIZE':>10}  {'MODIFIED':<16} NAME  SOURCE (DETAIL)")
+    for entry in entries:
+        print(_entry_row(entry, now))
+    total = sum(e.size for e in entries)
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {human_size(total)} in {root}")
+    return 0
+
+
+def _selected(entries: List["CacheEntry"], selectors: Sequence[str]) -> List["CacheEntry"]:
+    """The entries named by ``selectors``: an entry's name, or a data folder (its decode caches).
+
+    Raises:
+        ValueError: a selector that matches nothing (then nothing is deleted).
+    """
+    chosen: List["CacheEntry"] = []
+    for selector in selectors:
+        folder = str(Path(selector).expanduser().resolve())
+        hits = [e for e in entries if selector in (e.name, e.source) or e.source == folder]
+        if not hits:
+            raise ValueError(f"no cache entry is named {selector!r} or was decoded from it; "
+                             "`python -m frossl_hub cache list` shows them")
+        chosen += [e for e in hits if e not in chosen]
+    return chosen
+
+
+def _cmd_cache_clear(args: argparse.Namespace) -> int:
+    from .caches import cache_root, delete_entries, human_size, scan_cache
+
+    root = cache_root()
+    entries = [e for e in scan_cache(root) if args.kind in (None, e.kind)]
+    chosen = _selected(entries, args.entries) if args.entries else entries
+    if args.dry_run:
+        count, freed = len(chosen), sum(e.size for e in chosen)
+    else:
+        count, freed = delete_entries(chosen)
+    for entry in chosen:
+        print(f"{'would delete' if args.dry_run else 'deleted'} {entry.kind}/{entry.name} "
+              f"({human_size(entry.size)})")
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{verb} {human_size(freed)}: {count} entr{'y' if count == 1 else 'ies'} in {root}")
+    return 0
+
+
+def _add_cache_parser(sub: Any) -> None:
+    from .caches import KINDS
+
+    p = sub.add_parser("cache", help="show or free the decode caches and ONNX exports",
+                       description="The frossl-hub cache: $FROSSL_HUB_CACHE, else "
+                                   "$XDG_CACHE_HOME/frossl_hub, else ~/.cache/frossl_hub.")
+    cache = p.add_subparsers(dest="cache_command", required=True)
+    q = cache.add_parser("list", help="every entry with its size, age and source")
+    q.add_argument("--kind", choices=KINDS, default=None, help="only this kind of entry")
+    q.set_defaults(func=_cmd_cache_list)
+    q = cache.add_parser("clear", help="delete entries (all of them when none is named)")
+    q.add_argument("entries", nargs="*", metavar="ENTRY",
+                   help="an entry's NAME from `cache list`, or a data folder: its decode caches")
+    q.add_argument("--kind", choices=KINDS, default=None, help="only this kind of entry")
+    q.add_argument("--dry-run", action="store_true", help="say what would be freed, delete nothing")
+    q.set_defaults(func=_cmd_cache_clear)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m frossl_hub",
-                                     description="FroSSL ResNet18 models: list, inspect, verify, embed, export, convert.")
+                                     description="FroSSL ResNet18 models: list, inspect, verify, embed, export, convert; "
+                                                 "the cache.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="catalog models")
     p.add_argument("pattern", nargs="?", default=None, help="wildcard, e.g. '*cifar*'")
@@ -129,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="catalog name or folder")
     p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("embed", help="embed a folder of images to an N×512 .npy")
-    p.add_argument("image_dir", help="folder searched recursively for images")
+    p.add_argument("image_dir", help="folder searched recursively for images (other files are "
+                                     "skipped and counted), or one image file")
     p.add_argument("--model", default="frossl-resnet18-cifar10")
     p.add_argument("--out", default="embeddings.npy")
     p.add_argument("--batch-size", type=int, default=256)
@@ -159,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_convert)
+    _add_cache_parser(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -9,20 +10,49 @@ import numpy as np
 import torch
 
 from ._io import atomic_write
-from .inference import BatchTransform, open_image
+from .inference import BatchTransform, ImageReadError, open_image
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFiles", "collate_list", "list_images", "embed_folder", "index_path"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFiles", "ImageWalk", "collate_list", "list_images", "walk_images",
+           "embed_folder", "index_path"]
 
 _logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
+@dataclass
+class ImageWalk:
+    """The image files to embed below a path, and how many other files were left out."""
+
+    files: List[Path]  # sorted
+    others: int  # files that are not images by their suffix (notes.txt, .DS_Store...)
+    base: Path  # what the paths index is relative to: the folder, or a file's own folder
+
+
+def walk_images(path: Path) -> ImageWalk:
+    """A folder searched recursively (non-image files counted and left out), or one image file.
+
+    Raises:
+        ImageReadError: naming ``path``: missing, or a file that is not an image.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = [p for p in path.rglob("*") if p.is_file()]
+        files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+        return ImageWalk(files, len(found) - len(files), path)
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such file or folder")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageReadError(f"{path} is not an image file (image files end in "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))})")
+    return ImageWalk([path], 0, path.parent)
+
+
 def list_images(folder: Path) -> List[Path]:
     """Image files below ``folder``, recursively, in a stable sorted order."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder of images")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not Path(folder).is_dir():
+        raise ImageReadError(f"{folder} is not a folder of images")
+    return walk_images(folder).files
 
 
 def index_path(out: Path) -> Path:
@@ -63,9 +93,11 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: int = 256,
                  workers: int = 4, normalize: bool = False, rank: int = 0, world: int = 1,
-                 progress: bool = True, backend: str = "auto"
+                 progress: bool = True, backend: str = "auto", walk: Optional[ImageWalk] = None
                  ) -> Tuple[int, List[Tuple[str, str]]]:
-    """Embed every image below ``folder`` into ``out`` (.npy) plus ``index_path(out)``.
+    """Embed every image below ``folder`` (or ``walk``'s files: ``walk_images``, which also
+    takes a single image file) into ``out`` (.npy) plus ``index_path(out)``; the index lists
+    paths relative to the folder.
 
     Workers decode and resize to uint8; each batch is normalised at once and run on
     ``backend`` (``frossl_hub.backends``: auto, torch, onnxruntime). With ``world > 1`` each
@@ -76,7 +108,8 @@ def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: in
 
     from .backends import make_runner
 
-    files = list_images(folder)
+    walk = walk or ImageWalk(list_images(folder), 0, Path(folder))
+    files, folder = walk.files, walk.base
     mine = files[rank::world]
     transform = BatchTransform(model)
     batches = -(-len(mine) // batch_size)

@@ -7,9 +7,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
-__all__ = ["BatchTransform", "get_transform", "embed", "to_model_mode", "model_input_mode", "open_image"]
+__all__ = ["BatchTransform", "ImageReadError", "get_transform", "embed", "to_model_mode", "model_input_mode",
+           "open_image", "check_image_file"]
 
 ImageInput = Union[Image.Image, str, Path]
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16/32-bit greyscale
@@ -151,11 +152,41 @@ class BatchTransform:
         return f"{type(self).__name__}(mode={self.mode!r}, geometry={self.geometry})"
 
 
+class ImageReadError(ValueError):
+    """An image path that cannot be read as an image: missing, a folder, not an image, corrupt.
+    The message names the path."""
+
+
+def check_image_file(path: Union[str, Path]) -> Path:
+    """``path`` as a Path when it is an existing file, else an ``ImageReadError`` saying why."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"{path} is a folder, not an image file (embed its images: "
+                             "python -m frossl_hub embed FOLDER)")
+    if not path.exists():
+        raise ImageReadError(f"{path}: no such image file")
+    if not path.is_file():
+        raise ImageReadError(f"{path} is not a regular file")
+    return path
+
+
 def open_image(path: Union[str, Path]) -> Image.Image:
-    """Open and fully decode an image file (raises on truncated or non-image files)."""
-    with Image.open(path) as img:
-        img.load()
-        return img.copy() if getattr(img, "n_frames", 1) == 1 else _first_frame(img)
+    """Open and fully decode an image file.
+
+    Raises:
+        ImageReadError: naming ``path``: missing, a folder, not an image, truncated or corrupt.
+    """
+    path = check_image_file(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy() if getattr(img, "n_frames", 1) == 1 else _first_frame(img)
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{path} is not an image PIL can read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path} is too large to decode safely: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken headers
+        raise ImageReadError(f"{path} is a truncated or corrupt image: {exc}") from None
 
 
 def _first_frame(img: Image.Image) -> Image.Image:
@@ -188,6 +219,10 @@ def embed(
             preprocessing (``get_transform(model)``), run as a ``BatchTransform``.
         backend: ``auto`` (ONNX Runtime for a model on the CPU, PyTorch on CUDA), ``torch``
             or ``onnxruntime`` (``frossl_hub.backends``).
+
+    Raises:
+        ImageReadError: an image path that is missing, a folder, not an image or corrupt,
+            named in the message.
     """
     from .backends import make_runner
 
@@ -196,6 +231,10 @@ def embed(
     if isinstance(images, torch.Tensor) and images.ndim != 4:
         raise ValueError(f"a tensor batch must be (N, C, H, W), got shape {tuple(images.shape)}")
     items: Sequence[Any] = images if isinstance(images, torch.Tensor) else list(images)
+    if not isinstance(items, torch.Tensor):  # a missing file or a folder fails before any work
+        for item in items:
+            if isinstance(item, (str, Path)):
+                check_image_file(item)
     was_training = model.training
     model.eval()
     try:

@@ -12,7 +12,6 @@ import copy
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from ._io import atomic_write, atomic_write_json, sha256_file
+from .caches import ONNX, cache_root
 from .heads import head_classes
 
 __all__ = ["DEFAULT_OPSET", "OUTPUTS", "TEMP_PREFIX", "cache_dir", "cached_onnx", "export_onnx", "sidecar_path",
@@ -32,7 +32,6 @@ DEFAULT_OPSET = 18  # the torch.export-based exporter's own opset
 MIN_OPSET = 18  # it converts to older ones only for some graphs (not ResNet's ReduceMean)
 OUTPUTS = ("embedding", "logits")
 INPUT_NAME = "input"
-CACHE_ENV = "FROSSL_HUB_CACHE"
 TEMP_PREFIX = "frossl-hub-onnx-"  # a temporary folder used when the cache cannot be written
 EXPORT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _PREPROCESSING_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
@@ -145,11 +144,8 @@ def export_onnx(model: torch.nn.Module, path: Union[str, Path], opset: int = DEF
 
 
 def cache_dir() -> Path:
-    """``$FROSSL_HUB_CACHE``, else ``frossl_hub`` in the user cache folder (XDG_CACHE_HOME)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "frossl_hub"
+    """The cache root (``frossl_hub.caches.cache_root``); exports go to its ``onnx/`` folder."""
+    return cache_root()
 
 
 def _cached(path: Path, digest: str) -> bool:
@@ -171,7 +167,7 @@ def cached_onnx(model: torch.nn.Module, opset: int = DEFAULT_OPSET) -> Path:
     # the graph is exported at the model's input size: another size is another graph
     _, height, width = (getattr(model, "pretrained_cfg", None) or {}).get("input_size", (3, 224, 224))
     name = f"{digest[:32]}-{head_classes(model)}classes-{height}x{width}-opset{opset}.onnx"
-    path = cache_dir() / "onnx" / name
+    path = cache_root() / ONNX / name
     if _cached(path, digest):
         return path
     program, has_head = _export(model, opset, "float32")

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import List
 
@@ -10,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-import train.data.cache as data_cache
 from train.data import (
     ArrayDataset,
     DatasetError,
@@ -113,11 +115,18 @@ def test_cifar10_jpeg_folders_decode_in_official_label_order(tmp_path):
     assert len(load_arrays("cifar10", tmp_path, "test")) == 10  # parent folder works too
 
 
-def test_jpeg_cache_is_written_once_then_reused_without_decoding(tmp_path):
+@pytest.fixture
+def user_cache(tmp_path, monkeypatch) -> Path:
+    """This test's own frossl-hub cache; returns where decode caches go in it."""
+    monkeypatch.setenv("FROSSL_HUB_CACHE", str(tmp_path / "hub-cache"))
+    return tmp_path / "hub-cache" / "datasets"
+
+
+def test_jpeg_cache_is_written_once_then_reused_without_decoding(tmp_path, user_cache):
     root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
     first = load_arrays("cifar10", root, "train")
-    (cache,) = _cache_files(root)
-    assert cache.parent == root / ".frossl_cache" and "train" in cache.name
+    (cache,) = _cache_files(user_cache)
+    assert "train" in cache.name and not _cache_files(root)
     stamp = cache.stat().st_mtime_ns
     # Garble one JPEG but keep its size and mtime: only a load that skips decoding succeeds.
     victim = root / "train" / "cat" / "0000.jpg"
@@ -126,55 +135,88 @@ def test_jpeg_cache_is_written_once_then_reused_without_decoding(tmp_path):
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     second = load_arrays("cifar10", root, "train")
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
-    assert _cache_files(root) == [cache] and cache.stat().st_mtime_ns == stamp
+    assert _cache_files(user_cache) == [cache] and cache.stat().st_mtime_ns == stamp
 
 
-def test_jpeg_cache_is_rebuilt_when_a_file_is_added(tmp_path):
+def test_jpeg_cache_is_rebuilt_when_a_file_is_added(tmp_path, user_cache):
     root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
     assert len(load_arrays("cifar10", root, "train")) == 20
-    (old,) = _cache_files(root)
+    (old,) = _cache_files(user_cache)
     _save_jpeg(root / "train" / "ship" / "9999.jpg", (32, 32), (1, 2, 3))
     ds = load_arrays("cifar10", root, "train")
     assert len(ds) == 21 and ds.labels.bincount().tolist()[8] == 3
-    (new,) = _cache_files(root)  # the stale cache is gone
+    (new,) = _cache_files(user_cache)  # the stale cache is gone
     assert new != old
 
 
-def test_train_and_test_splits_have_separate_caches(tmp_path):
+def test_train_and_test_splits_have_separate_caches(tmp_path, user_cache):
     root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
     load_arrays("cifar10", root, "train")
     load_arrays("cifar10", root, "test")
-    assert sorted(p.name.split("-")[1] for p in _cache_files(root)) == ["test", "train"]
+    assert sorted(p.name.split("-")[1] for p in _cache_files(user_cache)) == ["test", "train"]
 
 
-def test_cache_dir_keeps_the_data_folder_untouched(tmp_path):
+def test_two_folders_with_the_same_files_never_share_an_entry(tmp_path, user_cache):
+    one = write_cifar_jpegs(tmp_path / "one" / "cifar-10-jpeg")
+    two = tmp_path / "two" / "cifar-10-jpeg"
+    shutil.copytree(one, two, copy_function=shutil.copy2)  # same names, sizes and mtimes
+    load_arrays("cifar10", one, "test")
+    load_arrays("cifar10", two, "test")
+    assert len(_cache_files(user_cache)) == 2
+
+
+def test_cache_dir_keeps_the_data_folder_and_the_user_cache_untouched(tmp_path, user_cache):
     root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
     load_arrays("cifar10", root, "test", cache_dir=tmp_path / "cache")
-    assert len(_cache_files(tmp_path / "cache")) == 1 and not (root / ".frossl_cache").exists()
+    assert len(_cache_files(tmp_path / "cache")) == 1
+    assert not _cache_files(root) and not _cache_files(user_cache)
 
 
-def test_read_only_data_folder_falls_back_to_the_user_cache(tmp_path, monkeypatch):
+def test_the_default_cache_is_under_xdg_cache_home_without_frossl_hub_cache(tmp_path, monkeypatch):
     root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
+    monkeypatch.delenv("FROSSL_HUB_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    if os.geteuid() == 0:  # root writes anywhere: report the data folder read-only instead
-        real = data_cache._dir_writable
-        monkeypatch.setattr(data_cache, "_dir_writable",
-                            lambda p: not str(p).startswith(str(root)) and real(p))
-    root.chmod(0o555)
+    root.chmod(0o555)  # a read-only data folder is fine: nothing is written there
     try:
         first = load_arrays("cifar10", root, "test")
         second = load_arrays("cifar10", root, "test")
     finally:
         root.chmod(0o755)
-    assert torch.equal(first.images, second.images)
-    assert not (root / ".frossl_cache").exists()
+    assert torch.equal(first.images, second.images) and not _cache_files(root)
     assert len(_cache_files(tmp_path / "xdg" / "frossl_hub" / "datasets")) == 1
 
 
-def test_damaged_cache_is_ignored_and_rewritten(tmp_path):
+def test_an_unwritable_cache_warns_and_still_loads(tmp_path, monkeypatch):
+    root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("FROSSL_HUB_CACHE", str(blocker))
+    with pytest.warns(UserWarning, match=f"cannot write the decoded-image cache in {blocker}"):
+        ds = load_arrays("cifar10", root, "test")
+    assert len(ds) == 10 and not _cache_files(root)
+
+
+_BUILD = ("import sys; from train.data import load_arrays; "
+          "print(len(load_arrays('cifar10', sys.argv[1], 'train')))")
+
+
+def test_two_runs_building_the_same_cache_at_once_both_succeed(tmp_path, user_cache):
+    root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
+    env = {**os.environ, "FROSSL_HUB_CACHE": str(user_cache.parent)}
+    runs = [subprocess.Popen([sys.executable, "-c", _BUILD, str(root)], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err for _, err in outs]
+    assert [out.strip() for out, _ in outs] == ["20", "20"]
+    assert [p.suffix for p in user_cache.iterdir()] == [".safetensors"]  # one entry, no temp file
+    assert len(load_arrays("cifar10", root, "train")) == 20
+
+
+def test_damaged_cache_is_ignored_and_rewritten(tmp_path, user_cache):
     root = write_cifar_jpegs(tmp_path / "cifar-10-jpeg")
     good = load_arrays("cifar10", root, "test")
-    (cache,) = _cache_files(root)
+    (cache,) = _cache_files(user_cache)
     cache.write_bytes(b"not a safetensors file")
     with pytest.warns(UserWarning, match="unusable dataset cache"):
         again = load_arrays("cifar10", root, "test")

@@ -248,7 +248,68 @@ def test_embed_cli_on_a_missing_folder_exits_2(rgb_model_dir, tmp_path, capsys):
     code = main(["embed", "--model", str(rgb_model_dir), str(tmp_path / "nope"), "--out",
                  str(tmp_path / "e.npy"), "--workers", "0", "--no-progress"])
     assert code == 2
-    assert "is not a folder of images" in capsys.readouterr().err
+    assert f"{tmp_path / 'nope'}: no such file or folder" in capsys.readouterr().err
+
+
+def test_embed_cli_embeds_one_image_file(rgb_model_dir, rgb_model, image_dir, tmp_path):
+    out = tmp_path / "one.npy"
+    assert main(["embed", "--model", str(rgb_model_dir), str(image_dir / "h.jpg"), "--out", str(out),
+                 "--workers", "0", "--no-progress"]) == 0
+    np.testing.assert_allclose(np.load(out), frossl_hub.embed(rgb_model, [image_dir / "h.jpg"]).numpy(),
+                               atol=1e-5)
+    assert (tmp_path / "one.paths.txt").read_text() == "h.jpg\n"
+
+
+# --- a folder, a missing file, a non-image: one clear error naming the path ------------------
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("dogs", "is a folder, not an image file"),
+    ("dogs/missing.png", "no such image file"),
+    ("dogs/notes.txt", "is not an image PIL can read"),
+    ("dogs/broken.jpg", "is a truncated or corrupt image"),
+])
+def test_embed_names_a_path_that_is_not_an_image(rgb_model, image_dir, bad, message):
+    with pytest.raises(frossl_hub.ImageReadError, match=message) as info:
+        frossl_hub.embed(rgb_model, [image_dir / "h.jpg", image_dir / bad])
+    assert str(image_dir / bad) in str(info.value)
+
+
+def test_embed_of_a_listed_folder_names_the_sub_folder_in_it(rgb_model, image_dir):
+    with pytest.raises(frossl_hub.ImageReadError) as info:  # sorted(iterdir()) holds cats/ and dogs/
+        frossl_hub.embed(rgb_model, sorted(image_dir.iterdir()))
+    assert str(info.value).startswith(f"{image_dir / 'cats'} is a folder")
+
+
+def _embed_cli(model_dir: Path, path: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "frossl_hub", "embed", str(path), "--model", str(model_dir),
+                           "--out", str(out), "--workers", "0", "--no-progress"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"))
+
+
+def test_embed_cli_skips_non_images_in_a_folder_and_says_how_many(rgb_model_dir, image_dir, tmp_path):
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "a.jpg").write_bytes((image_dir / "h.jpg").read_bytes())
+    (tmp_path / "more" / "notes.txt").write_text("not an image")
+    (tmp_path / "more" / "sub").mkdir()
+    (tmp_path / "more" / "sub" / "data.csv").write_text("1,2\n")
+    done = _embed_cli(rgb_model_dir, tmp_path / "more", tmp_path / "e.npy")
+    assert done.returncode == 0, done.stderr
+    assert "(2 non-image files skipped)" in done.stdout and np.load(tmp_path / "e.npy").shape == (1, 512)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("missing", "no such file or folder"),
+    ("dogs/notes.txt", "is not an image file"),
+])
+def test_embed_cli_refuses_a_path_that_is_not_an_image_naming_it(rgb_model_dir, image_dir, tmp_path, bad,
+                                                                 message):
+    done = _embed_cli(rgb_model_dir, image_dir / bad, tmp_path / "e.npy")
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {image_dir / bad}")
+    assert len(done.stderr.strip().splitlines()) == 1  # one line: no warning, no traceback
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "e.npy").exists()
 
 
 @pytest.mark.slow

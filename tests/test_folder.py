@@ -256,3 +256,39 @@ def test_a_large_folder_streams_through_dataloader_workers(tmp_path):
                   "frossl_resnet18", "--max-steps", "2", "--no-probe") == 0
     config = json.loads((run / "config.json").read_text())
     assert config["data"]["in_memory"] is False and load_checkpoint(run / CKPT_NAME)["step"] == 2
+
+
+# --------------------------------------------------------------------------- the data folder is left alone
+
+
+def _listing(root: Path) -> List[tuple]:
+    """Every entry below ``root`` (itself too) with its type, size, mtime and content hash: a
+    file or folder added, removed, touched or rewritten, even briefly, changes it."""
+    import hashlib
+
+    rows = []
+    for path in sorted([root, *root.rglob("*")]):
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        rows.append((str(path.relative_to(root)), path.is_dir(), st.st_size, st.st_mtime_ns, digest))
+    return rows
+
+
+def write_fashion_tree(root: Path) -> Path:
+    """An unlabelled tree: Fashion-MNIST PNGs loose at the top and in one sub-folder."""
+    write_fashion_folder(root, per_class=6)
+    for i, path in enumerate(sorted(root.rglob("*.png"))):
+        path.rename(root / f"{i:03d}.png" if i % 2 else root / "bag" / f"{i:03d}.png")
+    for folder in (root / "trouser", root / "tshirt"):
+        folder.rmdir()
+    return root
+
+
+@pytest.mark.parametrize("write", [write_fashion_folder, write_fashion_tree], ids=["labelled", "unlabelled"])
+def test_training_leaves_the_data_folder_byte_for_byte_as_it_was(write, tmp_path, monkeypatch):
+    data = write(tmp_path / "photos")
+    before = _listing(data)
+    monkeypatch.setenv("FROSSL_HUB_CACHE", str(tmp_path / "hub-cache"))  # the default place
+    assert _train(data, tmp_path / "run", "--arch", "frossl_resnet18", "--max-steps", "1") == 0
+    assert _listing(data) == before
+    assert len(list((tmp_path / "hub-cache" / "datasets").glob("folder-train-*.safetensors"))) == 1

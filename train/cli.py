@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=8, help="DataLoader workers (ImageFolder sets)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where decoded-image caches go when the data folder is read-only")
+                        help="where decoded-image caches go (default: the datasets folder of "
+                             "$FROSSL_HUB_CACHE, else ~/.cache/frossl_hub)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-probe", action="store_true", help="skip the linear probe")
     parser.add_argument("--no-publish", action="store_true", help="skip publishing")

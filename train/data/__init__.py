@@ -3,8 +3,9 @@
 Small data sets (CIFAR-10/100, STL-10, Tiny-ImageNet, Fashion-MNIST) load whole into one
 uint8 tensor (``load_arrays``), so augmentation runs batched on the accelerator. Folders
 of encoded images (CIFAR JPEG folders, Tiny-ImageNet) are decoded once into a cached
-safetensors file, keyed by the split and a fingerprint of the file list, so no epoch
-decodes a JPEG again. ImageNet-sized sets stream from ImageFolder trees through
+safetensors file in the user cache (``train.data.cache``; never in the data folder), keyed by
+the split, the folder's absolute path and a fingerprint of its files, so no epoch decodes a
+JPEG again. ImageNet-sized sets stream from ImageFolder trees through
 ``ImageFolderCrops``, which decodes and crops in DataLoader workers. Your own images
 (``--dataset folder``) go through ``load_folder``: either way, by their size.
 

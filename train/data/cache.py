@@ -1,5 +1,12 @@
 """The decode cache: folders of encoded images decoded once into a uint8 safetensors file,
-keyed by the split and a fingerprint of the file list, so no later run decodes them again."""
+so no later run decodes them again.
+
+The files live in the user cache (``frossl_hub.caches.cache_root() / "datasets"``), or in
+``--cache-dir``, never in the data folder: that may be a synced photo library or a read-only
+mount, and other tools listing it must not find anything new. An entry is keyed by the data
+set, the split, the folder's absolute path and a fingerprint of its file list, so two folders
+never share one and a changed folder gets a new one; writes are atomic (temp file, fsync,
+rename), so two runs building the same entry at once both end with a whole file."""
 from __future__ import annotations
 
 import hashlib
@@ -18,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
 from frossl_hub._io import atomic_write
+from frossl_hub.caches import DATASETS, cache_root
 
 from .base import ArrayDataset, DatasetSpec, _error
 from .folders import _decode_rgb, _FileList
@@ -25,14 +33,13 @@ from .folders import _decode_rgb, _FileList
 _logger = logging.getLogger(__name__)
 
 _CACHE_FORMAT = "frossl_hub.data.v1"
-_CACHE_SUBDIR = ".frossl_cache"  # cache folder inside the data folder, when writable
 _DECODE_CHUNK = 1024  # images per decode task
 
 
 def _fingerprint(root: Path, files: _FileList, extras: Sequence[Path]) -> str:
     """Hash of every file's relative path, size and mtime, labels and class names: any
     added, removed, replaced or relabelled file changes it."""
-    cut = len(str(root)) + 1  # paths are relative to root: a moved copy keeps its cache
+    cut = len(str(root)) + 1  # relative paths: the entry's key holds the absolute one
     h = hashlib.sha256(f"{_CACHE_FORMAT}\n{len(files.paths)}\n".encode())
     h.update(json.dumps(files.classes).encode())
     h.update("".join(f"{path[cut:]}\0{size}\0{mtime}\0{label}\n" for path, (size, mtime), label
@@ -43,9 +50,9 @@ def _fingerprint(root: Path, files: _FileList, extras: Sequence[Path]) -> str:
     return h.hexdigest()[:20]
 
 
-def _user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "frossl_hub" / "datasets"
+def user_cache_dir() -> Path:
+    """Where decode caches go by default: the ``datasets`` folder of the frossl-hub cache."""
+    return cache_root() / DATASETS
 
 
 def _dir_writable(path: Path) -> bool:
@@ -57,12 +64,16 @@ def _dir_writable(path: Path) -> bool:
     return os.access(path, os.W_OK | os.X_OK)
 
 
-def _cache_dirs(root: Path, cache_dir: Optional[Path]) -> List[Path]:
-    """Where to look for / write a cache, in order: ``cache_dir`` alone when given, else next
-    to the data, then the user cache."""
-    if cache_dir is not None:
-        return [cache_dir]
-    return [root / _CACHE_SUBDIR, _user_cache_dir()]
+def _cache_dir(cache_dir: Optional[Path]) -> Path:
+    """``cache_dir`` when given, else the user cache: never the data folder."""
+    return Path(cache_dir).expanduser() if cache_dir is not None else user_cache_dir()
+
+
+def entry_prefix(name: str, split: str, root: Path, tag: str = "") -> str:
+    """The start of an entry's file name: data set, split, decode tag and the folder's
+    absolute path (hashed); the fingerprint of its files follows."""
+    root_key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return f"{name}-{split}-{tag}{root_key}-"
 
 
 def _cached_decode(spec: DatasetSpec, root: Path, split: str, files: _FileList,
@@ -79,21 +90,18 @@ def cached_arrays(name: str, root: Path, split: str, files: _FileList, extras: S
     """``decode()``'s arrays of ``files``, from the cache when its fingerprint matches, else
     decoded now and cached atomically for every later run. ``tag`` keeps apart caches of the
     same files decoded differently (another image size)."""
-    fingerprint = _fingerprint(root, files, extras)
-    root_tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
-    prefix = f"{name}-{split}-{tag}{root_tag}-"
-    filename = f"{prefix}{fingerprint}.safetensors"
-    dirs = _cache_dirs(root, cache_dir)
-    for d in dirs:
-        ds = _read_cache(d / filename, files.classes, len(files.paths))
-        if ds is not None:
-            return ds
+    prefix = entry_prefix(name, split, root, tag)
+    filename = f"{prefix}{_fingerprint(root, files, extras)}.safetensors"
+    folder = _cache_dir(cache_dir)
+    ds = _read_cache(folder / filename, files.classes, len(files.paths))
+    if ds is not None:
+        return ds
     t0 = time.perf_counter()
     ds = decode()
     _logger.info("%s: decoded %d %s images in %.1f s", name, len(files.paths), split,
                  time.perf_counter() - t0)
-    _write_cache(dirs, filename, prefix, ds, {"dataset": name, "split": split,
-                                              "source": str(root.resolve())})
+    _write_cache(folder, filename, prefix, ds, {"dataset": name, "split": split,
+                                                "source": str(root.resolve())})
     return ds
 
 
@@ -117,35 +125,33 @@ def _read_cache(path: Path, classes: List[str], n: int) -> Optional[ArrayDataset
         return None
 
 
-def _write_cache(dirs: Sequence[Path], filename: str, prefix: str, ds: ArrayDataset,
+def _write_cache(folder: Path, filename: str, prefix: str, ds: ArrayDataset,
                  meta: Dict[str, str]) -> Optional[Path]:
-    """Atomically write the cache into the first writable folder and drop stale caches of
-    the same data set, split and source folder there."""
+    """Atomically write the cache into ``folder`` and drop stale entries of the same data
+    set, split and source folder there. An unwritable folder only costs a decode next run."""
     meta = {**meta, "format": _CACHE_FORMAT, "classes": json.dumps(ds.classes)}
     if ds.skipped:
         meta["skipped"] = json.dumps(ds.skipped)
     tensors = {"images": ds.images.contiguous(), "labels": ds.labels.contiguous()}
-    for d in dirs:
-        if not _dir_writable(d):
-            continue
+    problem = "not writable"
+    if _dir_writable(folder):
         try:
-            path = atomic_write(d / filename, lambda p: _save_readable(tensors, p, meta))
+            path = atomic_write(folder / filename, lambda p: _save_readable(tensors, p, meta))
         except OSError as exc:
-            _logger.warning("cannot write dataset cache in %s (%s); trying the next place", d, exc)
-            continue
-        for old in d.glob(f"{prefix}*.safetensors"):
-            if old.name != filename:
-                old.unlink(missing_ok=True)
-        return path
-    tried = [str(d) for d in dirs]
-    warnings.warn(f"no writable place for the decoded-image cache (tried {tried}); images will "
-                  "be decoded again next run", stacklevel=3)
+            problem = str(exc)
+        else:
+            for old in folder.glob(f"{prefix}*.safetensors"):
+                if old.name != filename:
+                    old.unlink(missing_ok=True)
+            return path
+    warnings.warn(f"cannot write the decoded-image cache in {folder} ({problem}); images will be "
+                  "decoded again next run (choose another place with --cache-dir)", stacklevel=3)
     return None
 
 
 def _save_readable(tensors: Dict[str, torch.Tensor], path: Path, meta: Dict[str, str]) -> None:
     save_file(tensors, str(path), metadata=meta)
-    os.chmod(path, 0o644)  # mkstemp makes 0600; others sharing the data folder may read it
+    os.chmod(path, 0o644)  # mkstemp makes 0600; others sharing a --cache-dir may read it
 
 
 def _decode_files(spec: DatasetSpec, paths: Sequence[str]) -> torch.Tensor:

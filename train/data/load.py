@@ -20,8 +20,8 @@ def load_arrays(dataset: str, data_dir: Optional[PathLike], split: str,
     alias) or ``"pretrain"`` (what self-supervised pretraining sees: STL-10 train +
     unlabeled, 105k images with label -1 on the unlabeled ones; train elsewhere).
     ``data_dir`` may be the data set's own folder or its parent; None means
-    ``default_data_dir``. Decoded JPEG folders are cached in ``cache_dir`` if given, else
-    next to the data, else in ``~/.cache/frossl_hub/datasets`` when the data is read-only.
+    ``default_data_dir``. Decoded JPEG folders are cached in ``cache_dir`` if given, else in
+    the user cache (``frossl_hub.caches.cache_root() / "datasets"``), never in the data folder.
     """
     spec = _spec(dataset)
     name = spec.name

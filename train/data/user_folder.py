@@ -39,7 +39,7 @@ DEFAULT_VAL_FRACTION = 0.1  # held out per class of a labelled folder without DI
 MAX_AUTO_SIZE = 224  # the default image size is the data's median short side, at most this
 SIZE_SAMPLE = 1000  # files whose header gives the median short side
 STATS_SAMPLE = 2000  # decoded images the mean/std are measured on
-_SKIP_DIRS = {".frossl_cache", "__pycache__"}
+_SKIP_DIRS = {".frossl_cache", "__pycache__"}  # .frossl_cache: where older versions cached
 
 Sample = Tuple[str, int]  # path, label (-1: unlabelled)
 
