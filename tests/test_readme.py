@@ -104,12 +104,16 @@ def help_text(module: str, subcommand: Tuple[str, ...] = ()) -> str:
 
 
 def accepted_flags(module: str, arguments: List[str]) -> Tuple[str, set]:
-    """The command as checked (module and subcommand) and the long flags its ``--help`` lists."""
+    """The command as checked (module and its subcommands, nested ones too, as in
+    ``frossl_hub cache clear``) and the long flags its ``--help`` lists."""
+    subcommand: Tuple[str, ...] = ()
     text = help_text(module)
-    usage = text.split("\n\n", 1)[0]
-    choices = {c for group in SUBCOMMANDS.findall(usage) for c in group.split(",")}
-    subcommand = tuple(arguments[:1]) if arguments and arguments[0] in choices else ()
-    if subcommand:
+    for argument in arguments:
+        usage = text.split("\n\n", 1)[0]
+        choices = {c for group in SUBCOMMANDS.findall(usage) for c in group.split(",")}
+        if argument not in choices:
+            break
+        subcommand += (argument,)
         text = help_text(module, subcommand)
     return " ".join((module,) + subcommand), set(LONG_FLAG.findall(text))
 
