@@ -84,11 +84,14 @@ def create_app_from_env() -> FastAPI:
 
 
 def configure_logging(level: str) -> None:
-    """Send the service's own log lines to stderr, at the uvicorn log level."""
-    logger = logging.getLogger("serve")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s serve: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(logging.DEBUG if level == "trace" else level.upper())
+    """Send the service's own log lines, and frossl_hub's (the ONNX export), to stderr at the
+    uvicorn log level."""
+    for name in ("serve", "frossl_hub"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(
+                f"%(asctime)s %(levelname)s {name}[%(process)d]: %(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+        logger.setLevel(logging.DEBUG if level == "trace" else level.upper())
