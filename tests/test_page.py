@@ -52,7 +52,7 @@ def start_server(log_dir: Path, api_key: Optional[str] = None) -> Iterator[str]:
     env.pop("FROSSL_API_KEY", None)
     if api_key:
         env["FROSSL_API_KEY"] = api_key
-    args = ["--threads", "1", "--log-level", "warning"]
+    args = ["--workers", "1", "--threads", "1", "--log-level", "warning"]
     with _common.running_server(args, env, log_path, timeout=START_S) as url:
         yield url
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
