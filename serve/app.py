@@ -15,6 +15,7 @@ from .config import Settings, describe, settings_from_env
 from .errors import install_exception_handlers
 from .metrics import ServiceMetrics
 from .middleware import RequestContextMiddleware
+from .openapi import install_openapi
 from .metrics import multiprocess_mode
 from .registry import ModelRegistry, torch_threads_for
 from . import routers
@@ -73,6 +74,7 @@ def create_app(settings: Optional[Settings] = None,
                    routers.metrics, routers.neighbours, routers.cards):
         app.include_router(module.router)
     routers.page.install_page(app)
+    install_openapi(app, settings)
     return app
 
 
