@@ -5,14 +5,14 @@
    ``--raw-batches``; each backend's best images/s counts. Same intra-op threads as the servers.
 2. servers, one after the other, each warmed up, all given the same JSON body
    (``{"images": [base64 PNG, ...]}`` of the model's input size) and the same threads:
-   ``ours`` (``python -m serve``, default backend: ONNX Runtime on the CPU), ``ours-torch``
-   (``--backend torch``), ``ours-2workers`` (``--workers 2``, the intra-op threads split
-   between them: two event loops), ``litserve`` (``LitAPI`` with batch/unbatch, ``max_batch_size=32``)
-   and ``fastapi`` (one eager forward per request, no batching); and ours on its other
-   protocols, same image, same model: ``ours-embeddings`` (``/v1/embeddings``, our JSON body),
-   ``ours-openai`` (the same route with OpenAI's body, ``encoding_format`` float) and
-   ``ours-v2`` (``/v2/models/{name}/infer``, V2's JSON tensor form: base64 BYTES in, the
-   embedding out), printed as their overhead against ``ours-embeddings``. Load: ``wrk -t1`` with a Lua
+   ``ours`` (``python -m serve`` with its defaults: ONNX Runtime on the CPU, ``--workers auto``
+   and ``--threads auto``), ``ours-torch`` (``--backend torch``), ``litserve`` (``LitAPI`` with
+   batch/unbatch, ``max_batch_size=32``) and ``fastapi`` (one eager forward per request, no
+   batching); ``--sweep WxT,...`` adds ``ours-Ww-Tt`` rows (``--workers W --threads T``); and
+   ours on its other protocols, same image, same model: ``ours-embeddings`` (``/v1/embeddings``,
+   our JSON body), ``ours-openai`` (the same route with OpenAI's body, ``encoding_format``
+   float) and ``ours-v2`` (``/v2/models/{name}/infer``, V2's JSON tensor form: base64 BYTES in,
+   the embedding out), printed as their overhead against ``ours-embeddings``. Load: ``wrk -t1`` with a Lua
    script POSTing the body (``benchmarks/wrk_post.lua``) when wrk is installed, else a Python
    client; at each of ``--connections`` with each of ``--images`` per request.
    Columns: requests/s, images/s, p50, p99. For ``ours`` also, from /metrics, the mean
@@ -20,8 +20,13 @@
    server, the cores kept busy during the cell (``benchmarks/cpu_usage.py``): the server's
    whole process group, its main thread (where uvicorn's event loop runs) and the client.
 
-Printed against the goals of issue 22: ours >= 2x LitServe requests/s at 64 connections with
-one image per request; with 32 images per request >= 0.6 of the raw ONNX Runtime forward;
+``--sweep 1x2,2x1,...`` adds ``python -m serve --workers W --threads T`` for each WxT (rows
+``ours-Ww-Tt``) and prints, per cell, which of them and ``ours`` served the most images/s:
+the measurement behind the ``auto`` rule (``serve.workers.auto_workers``/``auto_threads``).
+
+Printed against the goals of issues 22 and 34 (ours with its default settings): >= 2x LitServe
+requests/s at 64 connections with one image per request; with 32 images per request >= 0.8
+of the raw ONNX Runtime forward;
 p99/p50 <= 3 at 64 connections; ONNX Runtime forward >= 2x eager PyTorch at batch 1 and 32.
 A peer that is not installed (``pip install litserve``) is skipped with a line saying so.
 
@@ -58,7 +63,7 @@ import numpy as np
 import torch
 
 REQUEST_GOAL = 2.0  # ours / LitServe requests/s at 64 connections, 1 image per request
-BULK_GOAL = 0.6  # ours images/s with 32 images per request / the raw ONNX Runtime forward
+BULK_GOAL = 0.8  # (issue 34) ours images/s with 32 images per request / the raw ONNX Runtime forward
 TAIL_GOAL = 3.0  # p99 / p50 at 64 connections
 BACKEND_GOAL = 2.0  # ONNX Runtime / eager PyTorch forward at batch 1 and 32
 HOST = "127.0.0.1"
@@ -77,12 +82,33 @@ class Server:
     body: str = "images"  # the request body's shape: a key of BODY_SHAPES
 
 
-def _ours(backend: str, workers: int = 1) -> Callable[[Path, int, int], List[str]]:
-    """``python -m serve``; with ``workers`` > 1 the cores are split between the workers."""
-    return lambda model, port, threads: [
-        sys.executable, "-m", "serve", "--model", str(model), "--port", str(port), "--host", HOST,
-        "--log-level", "warning", "--threads", str(max(1, threads // workers)), "--backend", backend,
-        "--workers", str(workers)]
+def _ours(backend: str = "auto", workers: Optional[int] = None, threads: Optional[int] = None
+          ) -> Callable[[Path, int, int], List[str]]:
+    """``python -m serve``: its defaults (``--workers auto``, ``--threads auto``) unless
+    ``workers`` / ``threads`` are given."""
+    def command(model: Path, port: int, _threads: int) -> List[str]:
+        argv = [sys.executable, "-m", "serve", "--model", str(model), "--port", str(port),
+                "--host", HOST, "--log-level", "warning", "--backend", backend]
+        for flag, value in (("--workers", workers), ("--threads", threads)):
+            if value is not None:
+                argv += [flag, str(value)]
+        return argv
+    return command
+
+
+def sweep_servers(text: str) -> List[Server]:
+    """``1x2,2x1``: ``python -m serve --workers W --threads T`` for each WxT, named
+    ``ours-Ww-Tt`` (``auto`` for either number: the default)."""
+    servers = []
+    for item in (x.strip().lower() for x in text.split(",") if x.strip()):
+        workers, sep, threads = item.partition("x")
+        if not sep or not all(v == "auto" or v.isdigit() for v in (workers, threads)):
+            raise ValueError(f"--sweep: {item!r} is not WORKERSxTHREADS (1x2, 2x1, autox1)")
+        number = {v: None if v == "auto" else int(v) for v in (workers, threads)}
+        servers.append(Server(f"ours-{workers}w-{threads}t", _ours("auto", number[workers],
+                                                                 number[threads]),
+                              "/healthz", "/v1/predictions"))
+    return servers
 
 
 def _peer(script: str) -> Callable[[Path, int, int], List[str]]:
@@ -94,7 +120,6 @@ def _peer(script: str) -> Callable[[Path, int, int], List[str]]:
 SERVERS = {server.name: server for server in (
     Server("ours", _ours("auto"), "/healthz", "/v1/predictions"),
     Server("ours-torch", _ours("torch"), "/healthz", "/v1/predictions"),
-    Server("ours-2workers", _ours("auto", workers=2), "/healthz", "/v1/predictions"),
     Server("litserve", _peer("litserve_server.py"), "/health", "/predict", needs="litserve"),
     Server("fastapi", _peer("fastapi_server.py"), "/healthz", "/predict"),
     Server("ours-embeddings", _ours("auto"), "/healthz", "/v1/embeddings"),
@@ -277,6 +302,22 @@ def _cores(cpu: Optional[cpu_usage.CpuShare]) -> Tuple[str, str, str]:
     return tuple("-" if v is None else f"{v:.2f}" for v in (cpu.server, cpu.main_thread, cpu.client))
 
 
+def print_sweep(cells: Sequence[Cell]) -> None:
+    """Per (images, connections): the configuration of ours with the most images/s."""
+    ours = [c for c in cells if c.server.startswith("ours") and c.server != "ours-torch"]
+    if len({c.server for c in ours}) < 2:
+        return
+    rows = []
+    for images, connections in sorted({(c.images, c.connections) for c in ours}):
+        cell = [c for c in ours if (c.images, c.connections) == (images, connections)]
+        best = max(cell, key=lambda c: c.images_per_s)
+        default = next((c for c in cell if c.server == "ours"), None)
+        rows.append((images, connections, best.server, f"{best.images_per_s:.1f}",
+                     f"{default.images_per_s / best.images_per_s:.2f}" if default else "-"))
+    print(_common.table(["img/req", "conns", "best config", "img/s", "default / best"], rows))
+    print()
+
+
 def print_ratios(cells: Sequence[Cell], raw: Dict[str, List[Tuple[int, float]]], top: int) -> None:
     def ratio(name: str, a: Optional[float], b: Optional[float], goal: Optional[float],
               at_most: bool = False) -> None:
@@ -296,9 +337,11 @@ def print_ratios(cells: Sequence[Cell], raw: Dict[str, List[Tuple[int, float]]],
     ours_torch = _find(cells, "ours-torch", 1, top)
     ratio(f"ours with the torch backend / LitServe requests/s, {top} connections, 1 image",
           ours_torch and ours_torch.load.requests_per_s, lit and lit.load.requests_per_s, None)
-    two = _find(cells, "ours-2workers", 1, top)
-    ratio(f"ours with 2 workers / LitServe requests/s, {top} connections, 1 image",
-          two and two.load.requests_per_s, lit and lit.load.requests_per_s, None)
+    for name in sorted({c.server for c in cells if c.server.startswith("ours-") and
+                        c.server != "ours-torch"}):
+        swept = _find(cells, name, 1, top)
+        ratio(f"{name} / LitServe requests/s, {top} connections, 1 image",
+              swept and swept.load.requests_per_s, lit and lit.load.requests_per_s, None)
     bulk = _find(cells, "ours", 32)
     best_ort = max((ips for _, ips in raw.get("onnxruntime", [])), default=None)
     ratio("ours images/s with 32 images per request / raw ONNX Runtime forward",
@@ -329,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="published model folder (default: a random-init model of --dataset in a temp folder)")
     parser.add_argument("--dataset", default="cifar10", help="shape of the random-init model (default cifar10)")
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"some of {','.join(SERVERS)}")
+    parser.add_argument("--sweep", default="", help="also python -m serve --workers W --threads T "
+                        "for each WxT of a comma-separated list, e.g. 1x2,2x1 (auto for either)")
     parser.add_argument("--connections", type=parse_ints, default=[1, 8, 64])
     parser.add_argument("--images", type=parse_ints, default=[1, 32], help="images per request")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per cell")
@@ -354,6 +399,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         print(f"error: unknown server(s) {unknown}; choose from {', '.join(SERVERS)}", file=sys.stderr)
         return 2
+    try:
+        servers = {**{n: SERVERS[n] for n in names}, **{s.name: s for s in sweep_servers(args.sweep)}}
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.profile and not pyspy.available():
         print("error: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
         return 2
@@ -361,7 +411,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     _common.print_header("serve throughput: ours vs LitServe vs plain FastAPI", [Path(sys.executable).name] + sys.argv)
     client = "wrk -t1 (C)" if args.client != "python" and load_client.has_wrk() else "python (httpx, asyncio)"
     print(f"load generator: {client}; {args.seconds:g} s per cell after a {args.warmup_seconds:g} s warm-up; "
-          f"{args.threads} intra-op threads in every server")
+          f"{args.threads} intra-op threads in every peer and the raw forward; ours: its defaults "
+          "(--workers auto, --threads auto) or the --sweep settings")
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         model_path = args.model or _common.publish_tiny_model(Path(tmp) / "model", args.dataset)
         model = frossl_hub.load(model_path)
@@ -373,8 +424,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         del model
         bodies = {shape: write_bodies(Path(tmp), args.images, input_size, shape) for shape in BODY_SHAPES}
         cells: List[Cell] = []
-        for name in names:
-            server = SERVERS[name]
+        for name, server in servers.items():
             if server.needs and importlib.util.find_spec(server.needs) is None:
                 print(f"{name}: skipped ({server.needs} is not installed: pip install {server.needs})")
                 continue
@@ -396,6 +446,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(_common.table(["stage", "samples", "share"],
                                 [(s, n, f"{100 * share:.0f}%") for s, n, share in cell.profile]))
             print()
+    print_sweep(cells)
     print_ratios(cells, raw, max(args.connections))
     errors = sum(c.load.errors for c in cells)
     if errors:

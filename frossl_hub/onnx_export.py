@@ -8,6 +8,7 @@ sha256 of the safetensors the weights came from.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -15,7 +16,7 @@ import logging
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 
@@ -32,6 +33,7 @@ DEFAULT_OPSET = 18  # the torch.export-based exporter's own opset
 MIN_OPSET = 18  # it converts to older ones only for some graphs (not ResNet's ReduceMean)
 OUTPUTS = ("embedding", "logits")
 INPUT_NAME = "input"
+EXPORT_LOCK_TIMEOUT_S = 600  # longest wait for another process's export of the same graph
 TEMP_PREFIX = "frossl-hub-onnx-"  # a temporary folder used when the cache cannot be written
 EXPORT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 _PREPROCESSING_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
@@ -156,9 +158,34 @@ def _cached(path: Path, digest: str) -> bool:
     return path.is_file() and meta.get("weights_sha256") == digest
 
 
+@contextlib.contextmanager
+def _export_lock(path: Path) -> Iterator[None]:
+    """Hold ``PATH.lock`` while exporting, so of several processes starting at once (the
+    service's workers) one exports and the others wait, then load its file. A cache folder
+    where no lock can be made (read-only) or a lock held too long does not stop the export."""
+    from filelock import FileLock, Timeout
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path) + ".lock", timeout=EXPORT_LOCK_TIMEOUT_S)
+        lock.acquire()
+    except Timeout:
+        _logger.warning("waited %d s for another process exporting %s; exporting here too",
+                        EXPORT_LOCK_TIMEOUT_S, path)
+        yield
+        return
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def cached_onnx(model: torch.nn.Module, opset: int = DEFAULT_OPSET) -> Path:
     """The float32 ONNX export of ``model``, from the cache when its weights were exported
-    before (key: ``weights_digest``), else exported into it now.
+    before (key: ``weights_digest``), else exported into it now, by one process at a time.
 
     A cache folder that cannot be written (read-only, full) is not fatal: the graph goes to a
     temporary folder instead, with a log line saying so.
@@ -170,12 +197,16 @@ def cached_onnx(model: torch.nn.Module, opset: int = DEFAULT_OPSET) -> Path:
     path = cache_root() / ONNX / name
     if _cached(path, digest):
         return path
-    program, has_head = _export(model, opset, "float32")
-    meta = _sidecar(model, opset, "float32", has_head, digest)
-    try:
-        return _save(program, path, meta)
-    except OSError as exc:
-        fallback = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX)) / name
-        _logger.warning("cannot write the ONNX cache %s (%s); using %s instead", path.parent,
-                        exc, fallback)
-        return _save(program, fallback, meta)
+    with _export_lock(path):
+        if _cached(path, digest):  # another process exported it while this one waited
+            return path
+        _logger.info("exporting the model to ONNX: %s", path)
+        program, has_head = _export(model, opset, "float32")
+        meta = _sidecar(model, opset, "float32", has_head, digest)
+        try:
+            return _save(program, path, meta)
+        except OSError as exc:
+            fallback = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX)) / name
+            _logger.warning("cannot write the ONNX cache %s (%s); using %s instead",
+                            path.parent, exc, fallback)
+            return _save(program, fallback, meta)

@@ -5,14 +5,15 @@ Exit codes: 0 after a clean shutdown, 2 for bad arguments or a model that cannot
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from typing import Optional, Sequence
 
 from .config import ConfigError, Settings, parse_settings
 
 PROG = "python -m serve"
+# seconds a worker may take to answer uvicorn's supervisor before it is killed and restarted;
+# uvicorn's 5 s is too short for a worker importing torch or exporting ONNX on busy cores
+WORKER_HEALTHCHECK_S = 120
 
 
 def _fail(message: str) -> int:
@@ -47,7 +48,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import uvicorn
 
     from .app import configure_logging, create_app
+    from .registry import inference_threads_for, workers_for
 
+    # the workers see numbers, not "auto": every process agrees on the split of the cores
+    settings = settings.model_copy(update={"workers": workers_for(settings),
+                                           "threads": inference_threads_for(settings)})
     configure_logging(settings.log_level)
     common = dict(host=settings.host, port=settings.port, log_level=settings.log_level,
                   timeout_graceful_shutdown=10)
@@ -60,21 +65,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run_workers(settings: Settings, common: dict) -> None:
     """uvicorn worker processes that rebuild the settings from the environment and share one
-    set of metrics through prometheus_client's multiprocess folder."""
+    set of metrics and their readiness through a temporary folder (``serve.workers``)."""
     import uvicorn
 
-    from .metrics import MULTIPROC_ENV
+    from .workers import state_folder
 
     os.environ.update(settings.to_env())
-    own_folder = not os.environ.get(MULTIPROC_ENV)
-    if own_folder:
-        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="frossl-serve-metrics-")
-    try:
+    with state_folder() as env:
+        os.environ.update(env)
         uvicorn.run("serve.app:create_app_from_env", factory=True, workers=settings.workers,
-                    **common)
-    finally:
-        if own_folder:
-            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
+                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_S, **common)
 
 
 if __name__ == "__main__":

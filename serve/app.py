@@ -15,6 +15,7 @@ from .config import Settings, describe, settings_from_env
 from .errors import install_exception_handlers
 from .metrics import ServiceMetrics
 from .middleware import RequestContextMiddleware
+from .openapi import install_openapi
 from .metrics import multiprocess_mode
 from .registry import ModelRegistry, torch_threads_for
 from . import routers
@@ -75,6 +76,7 @@ def create_app(settings: Optional[Settings] = None,
                    routers.metrics, routers.neighbours, routers.cards, routers.v2):
         app.include_router(module.router)
     routers.page.install_page(app)
+    install_openapi(app, settings)
     return app
 
 
@@ -86,11 +88,14 @@ def create_app_from_env() -> FastAPI:
 
 
 def configure_logging(level: str) -> None:
-    """Send the service's own log lines to stderr, at the uvicorn log level."""
-    logger = logging.getLogger("serve")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s serve: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(logging.DEBUG if level == "trace" else level.upper())
+    """Send the service's own log lines, and frossl_hub's (the ONNX export), to stderr at the
+    uvicorn log level."""
+    for name in ("serve", "frossl_hub"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(
+                f"%(asctime)s %(levelname)s {name}[%(process)d]: %(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+        logger.setLevel(logging.DEBUG if level == "trace" else level.upper())

@@ -11,10 +11,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Literal, NoReturn, Optional, Sequence, Set, Tuple
+from typing import (Annotated, Any, Dict, List, Literal, NoReturn, Optional, Sequence, Set, Tuple,
+                    Union)
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .workers import MAX_AUTO_WORKERS
 
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "describe",
     "env_name",
     "flag_name",
+    "parse_auto_count",
     "parse_pixels",
     "parse_settings",
     "parse_size",
@@ -90,6 +94,16 @@ def parse_size(text: str) -> int:
     return int(float(number) * _SIZE_UNITS[(unit or "").lower()])
 
 
+def parse_auto_count(value: Any) -> Union[str, int]:
+    """``auto`` or a whole number >= 1 (``--workers``, ``--threads``)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise ValueError(f"must be 'auto' or a whole number >= 1, got {value!r}")
+    return int(text)
+
+
 def parse_pixels(text: str) -> int:
     """Pixels from ``16777216`` or ``4096x4096``."""
     parts = str(text).lower().replace("*", "x").split("x")
@@ -145,8 +159,10 @@ class Settings(BaseSettings):
     # server
     host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8000, ge=0, le=65535, description="TCP port")
-    workers: int = Field(1, ge=1, description="uvicorn worker processes (each loads its own "
-                         "models; /metrics adds them up)")
+    workers: Union[Literal["auto"], int] = Field(
+        "auto", description="uvicorn worker processes, each loading its own models (/metrics "
+        "adds them up; ready when all are); auto: one per CPU core, at most "
+        f"{MAX_AUTO_WORKERS}")
     log_level: Literal[LOG_LEVELS] = Field(  # type: ignore[valid-type]
         "info", description="log level")
     api_key: Optional[SecretStr] = Field(
@@ -159,8 +175,9 @@ class Settings(BaseSettings):
                                "fill (0: take what is queued now)")
     max_queue: int = Field(1024, ge=1, description="most images admitted (being decoded or "
                            "queued) but not yet in a forward pass; beyond it requests get 503")
-    threads: Optional[int] = Field(None, ge=1, description="intra-op threads of the forward "
-                                   "pass, torch or ONNX Runtime (default: CPU cores / workers)")
+    threads: Union[Literal["auto"], int] = Field(
+        "auto", description="intra-op threads of each worker's forward pass, torch or ONNX "
+        "Runtime; auto: CPU cores / workers, at least 1")
     preprocess_threads: Optional[int] = Field(
         None, ge=1, description="threads decoding and resizing images (default: CPU cores / "
         "workers, at least 2)")
@@ -173,6 +190,11 @@ class Settings(BaseSettings):
 
     _models = field_validator("models", mode="before")(_parse_models)
     _device = field_validator("device")(_check_device)
+
+    @field_validator("workers", "threads", mode="before")
+    @classmethod
+    def _auto_or_count(cls, value: Any) -> Any:
+        return parse_auto_count(value)
 
     @field_validator("max_bytes", mode="before")
     @classmethod

@@ -23,10 +23,12 @@ __all__ = [
     "ERROR_RESPONSES",
     "ErrorInfo",
     "IMAGE_ERROR_RESPONSES",
+    "VALIDATION_RESPONSE",
     "REQUEST_ID_HEADER",
     "REQUEST_ID_SCOPE_KEY",
     "STATUS_OF",
     "error_response",
+    "error_schema",
     "install_exception_handlers",
     "request_id_of",
     "status_of",
@@ -172,7 +174,7 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-def _error_schema(description: str) -> Dict[str, Any]:
+def error_schema(description: str) -> Dict[str, Any]:
     return {
         "description": description,
         "content": {"application/json": {"schema": {
@@ -189,13 +191,14 @@ def _error_schema(description: str) -> Dict[str, Any]:
 
 
 ERROR_RESPONSES: Dict[int, Dict[str, Any]] = {  # for routers' `responses=`: documents errors
-    401: _error_schema("Missing or wrong API key"),
-    503: _error_schema("Models still loading, or the batch queue is full (retry later)"),
+    401: error_schema("Missing or wrong API key (only when the service has one)"),
+    503: error_schema("Models still loading, or the batch queue is full (retry later)"),
 }
+VALIDATION_RESPONSE = error_schema("A path or query parameter is invalid")
 IMAGE_ERROR_RESPONSES: Dict[int, Dict[str, Any]] = {
-    400: _error_schema("Malformed JSON or multipart body"),
-    404: _error_schema("Unknown model"),
-    413: _error_schema("Body, image count or image dimensions over the limits"),
-    415: _error_schema("Wrong content type, or a file that is not an image"),
-    422: _error_schema("Invalid field, base64, or a corrupt, empty or animated image"),
+    400: error_schema("Malformed JSON or multipart body"),
+    404: error_schema("Unknown model"),
+    413: error_schema("Body, image count or image dimensions over the limits"),
+    415: error_schema("Wrong content type, or a file that is not an image"),
+    422: error_schema("Invalid field, base64, or a corrupt, empty or animated image"),
 }

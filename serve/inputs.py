@@ -163,6 +163,21 @@ async def _read_json(request: Request, settings: Settings, json_model: Type[Base
     return await run_in_threadpool(parse_json_body, body, settings, json_model)
 
 
+def _form_booleans(options_model: Type[BaseModel], fields: Dict[str, str]) -> Dict[str, Any]:
+    """Boolean form fields as JSON spells them, ``true`` or ``false`` (any case), rather than
+    pydantic's lax ``0``/``yes``/``off``..., so the multipart body means what its schema says."""
+    out: Dict[str, Any] = dict(fields)
+    for name, value in fields.items():
+        field = options_model.model_fields.get(name)
+        if field is None or field.annotation is not bool:
+            continue
+        if value.strip().lower() not in ("true", "false"):
+            raise InvalidInput(f"{name}: must be true or false, got {value[:40]!r}.",
+                               code="invalid_request")
+        out[name] = value.strip().lower() == "true"
+    return out
+
+
 async def _read_multipart(request: Request, settings: Settings, options_model: Type[BaseModel]
                           ) -> ImageRequest:
     parser = MultiPartParser(request.headers, _limited_stream(request, settings.max_bytes),
@@ -194,7 +209,7 @@ async def _read_multipart(request: Request, settings: Settings, options_model: T
                 raise InvalidInput(f"form field {name!r} given twice.", code="invalid_request")
             else:
                 fields[name] = value
-        options = validate_fields(options_model, fields)
+        options = validate_fields(options_model, _form_booleans(options_model, fields))
         if not uploads:
             raise InvalidInput("no images: send one or more `file` parts "
                                "(multipart/form-data).", code="invalid_request")

@@ -24,6 +24,7 @@ from .images import preprocess_images
 from .inputs import ImageRequest
 from .metrics import ServiceMetrics
 from .schemas import ModelInfo
+from .workers import WorkerReadiness, threads_per_worker, worker_count
 
 __all__ = [
     "ModelHandle",
@@ -35,6 +36,7 @@ __all__ = [
     "resolve_backend_for",
     "resolve_device",
     "torch_threads_for",
+    "workers_for",
 ]
 
 _logger = logging.getLogger("serve")
@@ -42,8 +44,13 @@ _logger = logging.getLogger("serve")
 LOADING, READY, FAILED = "loading", "ready", "failed"
 
 
+def workers_for(settings: Settings) -> int:
+    """The worker processes ``settings.workers`` means on this machine (``auto`` resolved)."""
+    return worker_count(settings.workers, available_cores())
+
+
 def _cores_per_worker(settings: Settings) -> int:
-    return max(1, available_cores() // settings.workers)
+    return max(1, available_cores() // workers_for(settings))
 
 
 def resolve_backend_for(settings: Settings) -> str:
@@ -52,8 +59,8 @@ def resolve_backend_for(settings: Settings) -> str:
 
 
 def inference_threads_for(settings: Settings) -> int:
-    """Intra-op threads of the forward pass: the CPU cores this process may use / workers."""
-    return settings.threads or _cores_per_worker(settings)
+    """Intra-op threads of the forward pass (``auto``: ``serve.workers.auto_threads``)."""
+    return threads_per_worker(settings.threads, settings.workers, available_cores())
 
 
 def torch_threads_for(settings: Settings) -> int:
@@ -255,7 +262,8 @@ class ModelRegistry:
             self.specs = settings.models
         self.default_name = self.specs[0].name
         self.handles: Dict[str, ModelHandle] = {}
-        self.state = LOADING
+        self._state = LOADING  # this process's models; ``state`` also waits for the other workers
+        self.peers = WorkerReadiness.from_env(workers_for(settings))
         self.error: Optional[str] = None
         self._lock = threading.Lock()
         self._closed = False
@@ -274,7 +282,7 @@ class ModelRegistry:
                                      self.executor)
                 handle.gallery = load_gallery_index(handle)
                 self._add(handle)
-            self.state = READY
+            self._set_ready()
             return
         self._thread = threading.Thread(target=self._load_all, name="model-loader", daemon=True)
         self._thread.start()
@@ -294,7 +302,7 @@ class ModelRegistry:
             except Exception as exc:
                 # clients see the model and the error type; paths and details go to the log
                 self.error = f"model {spec.name!r} failed to load ({type(exc).__name__})"
-                self.state = FAILED
+                self._state = FAILED
                 _logger.error("loading model %s from %s failed: %s", spec.name, spec.source, exc,
                               exc_info=exc)
                 return
@@ -303,7 +311,12 @@ class ModelRegistry:
             _logger.info("model %s ready in %.1f s (%d classes, %d-d embeddings)", spec.name,
                          time.perf_counter() - started, handle.info.num_classes,
                          handle.info.embedding_dim)
-        self.state = READY
+        self._set_ready()
+
+    def _set_ready(self) -> None:
+        self._state = READY
+        if self.peers is not None:
+            self.peers.mark_ready()
 
     def _add(self, handle: ModelHandle) -> bool:
         with self._lock:
@@ -316,6 +329,8 @@ class ModelRegistry:
         with self._lock:
             self._closed = True
             handles = list(self.handles.values())
+        if self.peers is not None:
+            self.peers.clear()
         for handle in handles:
             handle.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -323,15 +338,24 @@ class ModelRegistry:
     # ------------------------------------------------------------------ lookups
 
     @property
+    def state(self) -> str:
+        """loading, ready or failed; with ``--workers N``, ready only once every worker's
+        models are loaded (``serve.workers.WorkerReadiness``)."""
+        if self._state == READY and self.peers is not None and not self.peers.all_ready():
+            return LOADING
+        return self._state
+
+    @property
     def ready(self) -> bool:
         return self.state == READY
 
     def require_ready(self) -> None:
         """Raise ModelsLoading or ModelLoadFailed unless every model is loaded."""
-        if self.state == LOADING:
+        state = self.state
+        if state == LOADING:
             raise ModelsLoading("models are still loading; retry shortly (GET /healthz turns "
                                 "200 when ready).")
-        if self.state == FAILED:
+        if state == FAILED:
             raise ModelLoadFailed(f"model loading failed: {self.error}; see the server log.")
 
     def get(self, name: Optional[str] = None) -> ModelHandle:

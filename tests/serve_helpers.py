@@ -125,12 +125,14 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 @contextlib.contextmanager
 def serving(args: Sequence[str], log_path: Path, env: Optional[Dict[str, str]] = None,
-            timeout: float = 300) -> Iterator[str]:
+            timeout: float = 300, log_level: str = "warning") -> Iterator[str]:
     """``benchmarks._common.running_server`` with this environment minus FROSSL_SERVE_* (plus
-    ``env``), quiet logs, and a check that the server logged no traceback."""
+    ``env``), one worker unless ``args`` say otherwise, quiet logs (``log_level``), and a check that the server logged no traceback."""
     from benchmarks import _common
 
-    with _common.running_server([*args, "--log-level", "warning"],
+    if "--workers" not in args:  # one worker unless asked (--workers auto varies with the machine)
+        args = [*args, "--workers", "1"]
+    with _common.running_server([*args, "--log-level", log_level],
                                 dict(_common.server_env(), **(env or {})), log_path,
                                 timeout=timeout, poll_s=0.1) as url:
         yield url

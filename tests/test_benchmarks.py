@@ -64,13 +64,15 @@ def test_loss_speed_reference_agrees() -> None:
 def test_serve_throughput_measures_ours_and_the_peers_against_the_goals() -> None:
     out = run_script("serve_throughput.py", ["--servers", "ours,litserve,fastapi", "--connections", "1,2",
                                              "--images", "1", "--seconds", "1", "--warmup-seconds", "0.5",
-                                             "--raw-batches", "1,2", "--raw-seconds", "0.1", "--threads", "1"])
+                                             "--raw-batches", "1,2", "--raw-seconds", "0.1", "--threads", "1",
+                                             "--sweep", "1x1"])
     assert "load generator: " in out and "best raw onnxruntime: " in out and "best raw torch: " in out, out
     for server in ("ours", "fastapi"):
         assert f"\n{server} " in out, out  # a row in the servers table
     assert "\nlitserve " in out or "litserve: skipped (litserve is not installed" in out, out
     assert "ours / LitServe requests/s, 2 connections, 1 image = " in out, out
     assert "ONNX Runtime / PyTorch forward at batch 1 = " in out, out
+    assert "\nours-1w-1t " in out and "best config" in out, out  # the --sweep row and summary
     assert "requests failed" not in out and "traceback" not in out.lower(), out
 
 

@@ -212,7 +212,7 @@ def test_the_published_folder_embeds_from_the_command_line(unlabelled, tmp_path)
 
 @pytest.fixture(scope="module")
 def server(unlabelled, tmp_path_factory) -> Iterator[str]:
-    args = ["--model", str(unlabelled / "published"), "--threads", "1"]
+    args = ["--model", str(unlabelled / "published"), "--workers", "1", "--threads", "1"]
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     try:

@@ -52,7 +52,7 @@ def start_server(log_dir: Path, api_key: Optional[str] = None) -> Iterator[str]:
     env.pop("FROSSL_API_KEY", None)
     if api_key:
         env["FROSSL_API_KEY"] = api_key
-    args = ["--threads", "1", "--log-level", "warning"]
+    args = ["--workers", "1", "--threads", "1", "--log-level", "warning"]
     with _common.running_server(args, env, log_path, timeout=START_S) as url:
         yield url
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
@@ -316,6 +316,20 @@ def test_the_api_docs_render_every_operation_offline(browser, server, path, rend
         lambda d: d.execute_script("return " + rendered) >= operations)
     urls = [r["url"] for r in requests_sent(browser)]
     assert [u for u in off_host(urls, server) if u not in allowed_off_host] == []
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["no-key", "api-key"])
+def test_the_api_docs_offer_authorize_only_with_an_api_key(browser, request, keyed) -> None:
+    """Swagger UI shows its "Authorize" button when the schema has a security scheme."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url = request.getfixturevalue("keyed_server" if keyed else "server")
+    browser.get(url + "/docs")
+    WebDriverWait(browser, WAIT_S, poll_frequency=0.2).until(
+        lambda d: d.execute_script("return document.querySelectorAll('.opblock').length") > 0)
+    buttons = browser.execute_script(
+        "return document.querySelectorAll('.auth-wrapper .authorize').length")
+    assert buttons == (1 if keyed else 0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -219,6 +219,14 @@ def test_embeddings_normalize(client: TestClient, tiny_model: torch.nn.Module) -
                                atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("value", ["0", "yes", "off"])
+def test_multipart_booleans_are_true_or_false_as_the_schema_says(client: TestClient,
+                                                                 value: str) -> None:
+    response = client.post("/v1/embeddings", files=files(png(6)), data={"normalize": value})
+    assert "normalize: must be true or false" in assert_error(response, 422,
+                                                              "invalid_request")["message"]
+
+
 def test_predictions_are_softmax_top_k_of_the_linear_probe(client: TestClient,
                                                            tiny_model: torch.nn.Module) -> None:
     blobs = [png(7), png(8)]

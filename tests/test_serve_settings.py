@@ -65,7 +65,9 @@ def test_the_api_key_never_shows_in_the_settings_repr() -> None:
     (["--max-bytes", "lots"], {}, "--max-bytes"),
     (["--model", "a=/x", "--model", "a=/y"], {}, "two models share the name 'a'"),
     (["--no-such-flag"], {}, "unrecognized arguments"),
-    ([], {"FROSSL_SERVE_WORKERS": "0"}, "$FROSSL_SERVE_WORKERS must be >= 1, got 0."),
+    ([], {"FROSSL_SERVE_WORKERS": "0"},
+     "$FROSSL_SERVE_WORKERS: must be 'auto' or a whole number >= 1, got '0'"),
+    (["--threads", "two"], {}, "--threads: must be 'auto' or a whole number >= 1, got 'two'"),
     (["--backend", "tensorrt"], {}, "--backend: invalid value 'tensorrt'"),
     ([], {"FROSSL_API_KEY": " "}, "$FROSSL_API_KEY: the API key is empty"),
 ])

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from ..dependencies import ready_registry, require_api_key
-from ..errors import ERROR_RESPONSES
+from ..errors import ERROR_RESPONSES, error_schema
 from ..exceptions import NotFound
 from ..gallery import model_folder
 from ..registry import ModelHandle, ModelRegistry, folder_config
 from ..schemas import CardSummary
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[Depends(require_api_key)],
-                   responses={**ERROR_RESPONSES, 404: {"description": "Unknown model or plot"}})
+                   responses={**ERROR_RESPONSES, 404: error_schema("Unknown model or plot")})
 
 PLOTS_DIR = "plots"  # as train.publish writes it
 _PLOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.png$")

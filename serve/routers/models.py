@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends
 
 from ..config import Settings
 from ..dependencies import get_settings, ready_registry, require_api_key
-from ..errors import ERROR_RESPONSES
+from ..errors import ERROR_RESPONSES, error_schema
 from ..registry import ModelRegistry
 from ..schemas import ModelCard, ModelList
 
@@ -35,7 +35,7 @@ async def list_models(registry: ModelRegistry = Depends(ready_registry),
 
 
 @router.get("/models/{name}", response_model=ModelCard, summary="One served model",
-            responses={404: {"description": "Unknown model"}})
+            responses={404: error_schema("Unknown model")})
 async def get_model(name: str, registry: ModelRegistry = Depends(ready_registry)
                     ) -> Dict[str, Any]:
     return _card(registry, name)
