@@ -3,8 +3,9 @@
 One root for every cache (``cache_root``): ``$FROSSL_HUB_CACHE``, else ``frossl_hub`` in the
 user cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``). It holds the training decode
 caches (``datasets/``: a folder's images decoded once into a uint8 safetensors file) and the
-ONNX exports (``onnx/``: one graph and its sidecar JSON per set of weights). Nothing is ever
-written into a data folder. ``python -m frossl_hub cache list|clear`` shows and frees them.
+ONNX exports (``onnx/``: one graph and its sidecar JSON per set of weights) and the frozen
+features ``python -m train.transfer`` extracts from a labelled folder (``transfer-features/``:
+KEY.npy and the image of each row, KEY.paths.txt). Nothing is ever written into a data folder. ``python -m frossl_hub cache list|clear`` shows and frees them.
 """
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-__all__ = ["CACHE_ENV", "DATASETS", "ONNX", "KINDS", "CacheEntry", "cache_root", "scan_cache",
+__all__ = ["CACHE_ENV", "DATASETS", "ONNX", "FEATURES", "KINDS", "CacheEntry", "cache_root", "scan_cache",
            "delete_entries", "human_size", "age"]
 
 CACHE_ENV = "FROSSL_HUB_CACHE"
 DATASETS = "datasets"  # decode caches of image folders (train.data.cache)
 ONNX = "onnx"  # ONNX exports (frossl_hub.onnx_export.cached_onnx)
-KINDS = (DATASETS, ONNX)
+FEATURES = "transfer-features"  # frozen features of labelled folders (train.transfer)
+KINDS = (DATASETS, ONNX, FEATURES)
 _SIDECAR = ".json"  # FILE.onnx.json beside FILE.onnx
+_LOCK = ".lock"  # FILE.onnx.lock: held while one process exports FILE.onnx
+_PATHS = ".paths.txt"  # KEY.paths.txt beside KEY.npy: the image each row of features is
 
 
 def cache_root() -> Path:
@@ -67,7 +71,7 @@ def _dataset_entry(path: Path) -> CacheEntry:
 
 def _onnx_entry(path: Path) -> CacheEntry:
     sidecar = path.with_name(path.name + _SIDECAR)
-    files = (path, sidecar) if sidecar.is_file() else (path,)
+    files = (path,) + tuple(p for p in (sidecar, path.with_name(path.name + _LOCK)) if p.is_file())
     meta: Dict[str, object] = {}
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -76,6 +80,17 @@ def _onnx_entry(path: Path) -> CacheEntry:
     detail = f"{meta.get('architecture') or '?'} opset {meta.get('opset') or '?'}"
     size, mtime = _stat(files)
     return CacheEntry(ONNX, path.name, files, size, mtime, str(meta.get("source_weights") or ""), detail)
+
+
+def _features_entry(path: Path) -> CacheEntry:
+    paths = path.with_name(path.stem + _PATHS)
+    files = (path, paths) if paths.is_file() else (path,)
+    try:
+        count = len(paths.read_text(encoding="utf-8").splitlines())
+    except OSError:
+        count = 0
+    size, mtime = _stat(files)
+    return CacheEntry(FEATURES, path.name, files, size, mtime, "", f"{count} images" if count else "unreadable")
 
 
 def _stray_entry(kind: str, path: Path) -> CacheEntry:
@@ -88,15 +103,19 @@ def _kind_entries(kind: str, folder: Path) -> List[CacheEntry]:
     if not folder.is_dir():
         return []
     entries, claimed = [], set()
-    main_suffix = ".safetensors" if kind == DATASETS else ".onnx"
+    main_suffix, read = _READERS[kind]
     for path in sorted(folder.glob(f"[!.]*{main_suffix}")):
-        entry = _dataset_entry(path) if kind == DATASETS else _onnx_entry(path)
+        entry = read(path)
         entries.append(entry)
         claimed.update(entry.files)
     for path in sorted(folder.iterdir()):  # temp files of a killed run, anything else
         if path.is_file() and path not in claimed:
             entries.append(_stray_entry(kind, path))
     return entries
+
+
+_READERS = {DATASETS: (".safetensors", _dataset_entry), ONNX: (".onnx", _onnx_entry),
+            FEATURES: (".npy", _features_entry)}  # kind -> (its main files' suffix, their entry)
 
 
 def scan_cache(root: Optional[Path] = None) -> List[CacheEntry]:

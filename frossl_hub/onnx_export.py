@@ -24,7 +24,7 @@ from ._io import atomic_write, atomic_write_json, sha256_file
 from .caches import ONNX, cache_root
 from .heads import head_classes
 
-__all__ = ["DEFAULT_OPSET", "OUTPUTS", "TEMP_PREFIX", "cache_dir", "cached_onnx", "export_onnx", "sidecar_path",
+__all__ = ["DEFAULT_OPSET", "OUTPUTS", "TEMP_PREFIX", "cached_onnx", "export_onnx", "sidecar_path",
            "weights_digest"]
 
 _logger = logging.getLogger(__name__)
@@ -143,11 +143,6 @@ def export_onnx(model: torch.nn.Module, path: Union[str, Path], opset: int = DEF
     program, has_head = _export(model, opset, dtype)
     meta = _sidecar(model, opset, dtype, has_head, weights_digest(model))
     return _save(program, Path(path), meta)
-
-
-def cache_dir() -> Path:
-    """The cache root (``frossl_hub.caches.cache_root``); exports go to its ``onnx/`` folder."""
-    return cache_root()
 
 
 def _cached(path: Path, digest: str) -> bool:

@@ -26,7 +26,7 @@ from .inputs import (ImageRequest, b64decode_image, check_image_count, json_imag
 from .protocol_errors import PROTOCOL_SCOPE_KEY, protocol_route
 from .registry import ModelHandle
 from .responses import NumpyJSONResponse
-from .schemas import EmbeddingRequest
+from .schemas import Base64Image, EmbeddingRequest
 
 __all__ = [
     "OpenAIEmbeddingRequest",
@@ -50,7 +50,7 @@ class OpenAIEmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: Optional[str] = Field(None, description="Model name; default: the service's first.")
-    input: Union[str, List[str]] = Field(..., description="One image or a list of images, each "
+    input: Union[Base64Image, List[Base64Image]] = Field(..., description="One image or a list of images, each "
                                          "base64 or a data: URL (never an http(s):// URL).")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: lists of numbers; base64: little-endian float32 bytes.")

@@ -17,6 +17,7 @@ from frossl_hub.caches import human_size
 from frossl_hub.onnx_export import cached_onnx
 from helpers import one_torch_thread, publish_tiny_model  # noqa: F401  (fixture)
 from train.data import load_arrays
+from train.transfer.features import folder_features
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,9 @@ def filled(tmp_path_factory) -> Dict[str, Path]:
         load_arrays("cifar10", one, "train")
         load_arrays("cifar10", one, "test")
         load_arrays("cifar10", two, "test")
-        onnx = cached_onnx(frossl_hub.load(publish_tiny_model(base / "model"), num_classes=0))
+        model = frossl_hub.load(publish_tiny_model(base / "model"), num_classes=0)
+        onnx = cached_onnx(model)
+        folder_features(model, two / "test", [], workers=0, progress=False)  # what train.transfer caches
     finally:
         os.environ["FROSSL_HUB_CACHE"] = before
     return {"cache": base / "cache", "one": one, "two": two, "onnx": onnx}
@@ -73,9 +76,12 @@ def test_list_shows_every_entry_with_its_size_and_source(cache, filled):
         assert row.startswith("datasets") and human_size(path.stat().st_size) in row
     assert sum(str(filled["one"]) in r for r in rows) == 2 and sum(str(filled["two"]) in r for r in rows) == 1
     (graph,) = [r for r in rows if filled["onnx"].name in r]
-    onnx_files = list((cache / "onnx").iterdir())  # the graph and its sidecar: one entry
-    assert graph.startswith("onnx") and human_size(_size(onnx_files)) in graph
-    assert rows[-1] == f"4 entries, {human_size(_size(datasets + onnx_files))} in {cache}"
+    onnx_files = list((cache / "onnx").iterdir())  # the graph, its sidecar and its lock: one entry
+    assert len(onnx_files) == 3 and graph.startswith("onnx") and human_size(_size(onnx_files)) in graph
+    features = list((cache / "transfer-features").iterdir())  # KEY.npy and KEY.paths.txt: one entry
+    (row,) = [r for r in rows if r.startswith("transfer-features")]
+    assert len(features) == 2 and human_size(_size(features)) in row and "images" in row
+    assert rows[-1] == f"5 entries, {human_size(_size(datasets + onnx_files + features))} in {cache}"
 
 
 def test_list_of_an_empty_cache_says_so(tmp_path):
@@ -97,7 +103,7 @@ def test_clear_a_data_folder_frees_its_decode_caches_only(cache, filled):
     done = hub(cache, "cache", "clear", str(filled["one"]))
     assert done.returncode == 0, done.stderr
     assert "2 entries" in done.stdout
-    assert len(list((cache / "datasets").iterdir())) == 1 and len(list((cache / "onnx").iterdir())) == 2
+    assert len(list((cache / "datasets").iterdir())) == 1 and len(list((cache / "onnx").iterdir())) == 3
 
 
 def test_clear_a_kind_leaves_the_other(cache):

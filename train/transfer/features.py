@@ -11,13 +11,12 @@ import numpy as np
 import torch
 
 from frossl_hub.embed_folder import embed_folder, index_path, list_images
-from frossl_hub.onnx_export import cache_dir, weights_digest
+from frossl_hub.caches import FEATURES, cache_root
+from frossl_hub.onnx_export import weights_digest
 
 from ..data.user_folder import Sample
 
-__all__ = ["FEATURES_DIR", "features_key", "folder_features"]
-
-FEATURES_DIR = "transfer-features"  # below frossl_hub's user cache folder
+__all__ = ["features_key", "folder_features"]
 
 
 def features_key(model: torch.nn.Module, root: Path) -> str:
@@ -43,7 +42,7 @@ def folder_features(model: torch.nn.Module, root: Path, splits: Sequence[Sequenc
     ``python -m frossl_hub embed`` runs) into ``<cache>/transfer-features/KEY.npy``.
     """
     root = Path(root)
-    out = cache_dir() / FEATURES_DIR / f"{features_key(model, root)}.npy"
+    out = cache_root() / FEATURES / f"{features_key(model, root)}.npy"
     if not (out.is_file() and index_path(out).is_file()):
         out.parent.mkdir(parents=True, exist_ok=True)
         embed_folder(model, root, out, workers=workers, progress=progress)
