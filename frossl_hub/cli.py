@@ -1,4 +1,4 @@
-"""`python -m frossl_hub`: list, info, verify, embed, export, convert."""
+"""`python -m frossl_hub`: list, info, verify, embed, export, convert, index."""
 from __future__ import annotations
 
 import argparse
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_convert)
+    from .index.cli import add_index_parser
+
+    add_index_parser(sub)
     return parser
 
 

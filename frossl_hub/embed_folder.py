@@ -63,20 +63,21 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: int = 256,
                  workers: int = 4, normalize: bool = False, rank: int = 0, world: int = 1,
-                 progress: bool = True, backend: str = "auto"
-                 ) -> Tuple[int, List[Tuple[str, str]]]:
+                 progress: bool = True, backend: str = "auto",
+                 files: Optional[Sequence[Path]] = None) -> Tuple[int, List[Tuple[str, str]]]:
     """Embed every image below ``folder`` into ``out`` (.npy) plus ``index_path(out)``.
 
     Workers decode and resize to uint8; each batch is normalised at once and run on
     ``backend`` (``frossl_hub.backends``: auto, torch, onnxruntime). With ``world > 1`` each
     rank embeds files[rank::world] into a shard; rank 0 merges the shards back into input
-    order once all are written. Returns (rows written, skipped files with reasons).
+    order once all are written. ``files`` (default: every image below ``folder``) embeds only
+    those, e.g. the new files of a search index. Returns (rows written, skipped files with reasons).
     """
     from tqdm.auto import tqdm
 
     from .backends import make_runner
 
-    files = list_images(folder)
+    files = list_images(folder) if files is None else list(files)
     mine = files[rank::world]
     transform = BatchTransform(model)
     batches = -(-len(mine) // batch_size)
