@@ -6,19 +6,20 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .._io import _fsync_dir, atomic_write
-from .embedding import ModelIdentity, check_model, embed_files, model_identity
+from .embedding import embed_files, model_identity
 from .errors import EmptyFolderError, SearchIndexError, UnreadableImagesError
-from .factory import default_factory, is_ivf, make_index, recall_at, sample_queries, tune_nprobe
+from .factory import (default_factory, make_index, recall_at, rerank_for, sample_queries,
+                      tune_nprobe)
 from .layout import (EMBEDDINGS, FAISS_FILE, PATHS, STATS, Manifest, new_generation_dir,
                      publish_generation)
 from .lock import write_lock
 from .shards import barrier, fill_index, gather
-from .store import SearchIndex, open_index
+from .store import SearchIndex
 
 __all__ = ["DTYPES", "BuildOptions", "build_index", "update_index"]
 
@@ -90,7 +91,7 @@ def _finish(staged: Path, base: Manifest, factory: str, rank: int, world: int, t
     if rank != 0:
         return None
     emb = np.load(staged / EMBEDDINGS, mmap_mode="r")
-    base.factory = factory
+    base.factory, base.rerank = factory, rerank_for(factory)
     probe = SearchIndex(staged, staged, base, emb, [], np.zeros((0, 2)), index)
     queries = sample_queries(len(emb))
     nprobe, recall = tune_nprobe(index, lambda: recall_at(probe.search_arrays, emb, queries))

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Optional, Tuple
 import numpy as np
 
 __all__ = ["CHUNK", "FLAT_MAX", "RERANK", "TARGET_RECALL", "add_rows", "default_factory",
-           "exact_topk", "is_ivf", "make_index", "recall_at", "sample_queries", "train_index",
+           "exact_topk", "is_ivf", "rerank_for", "make_index", "recall_at", "sample_queries", "train_index",
            "tune_nprobe"]
 
 # Below this many vectors exact search is fast enough (a few ms per query on one core) and
@@ -38,6 +38,12 @@ def default_factory(count: int, dim: int) -> str:
 
 def is_ivf(factory: str) -> bool:
     return "IVF" in factory
+
+
+def rerank_for(factory: str) -> int:
+    """Candidates per hit to re-score exactly: RERANK for compressed IVF codes (PQ, SQ...),
+    1 where the index already scores exactly (Flat, IVF...,Flat)."""
+    return RERANK if is_ivf(factory) and not factory.replace(" ", "").endswith(",Flat") else 1
 
 
 def make_index(factory: str, dim: int):

@@ -6,23 +6,22 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .build import (BuildOptions, _check_skipped, _finish, _images, _move_files, _stats,
-                    _write_arrays)
+from .build import BuildOptions, _check_skipped, _finish, _images, _stats, _write_arrays
 from .embedding import check_model, embed_files, model_identity
 from .factory import default_factory, is_ivf
-from .layout import Manifest, new_generation_dir, publish_generation
+from .layout import new_generation_dir, publish_generation
 from .lock import write_lock
 from .store import open_index
 
 __all__ = ["UpdateReport", "update_index"]
 
 
-def _plan(index, root: Path, files: List[Path]) -> Tuple[List[Tuple[str, int]], List[Path]]:
-    """(kept (path, old row) pairs, files to embed) for the folder as it is now."""
+def _plan(index, root: Path, files: List[Path]) -> Tuple[List[Tuple[str, int]], List[Path], int]:
+    """(kept (path, old row) pairs, files to embed, old files now gone) for the folder now."""
     old: Dict[str, int] = {p: i for i, p in enumerate(index.paths)}
     same_root = Path(index.manifest.root) == root
     rel = [f.relative_to(root).as_posix() for f in files]
@@ -34,11 +33,11 @@ def _plan(index, root: Path, files: List[Path]) -> Tuple[List[Tuple[str, int]], 
             kept.append((name, row))
         else:
             todo.append(path)
-    return kept, todo
+    return kept, todo, len(set(index.paths) - set(rel) if same_root else index.paths)
 
 
 class UpdateReport(dict):
-    """{"kept", "embedded", "removed", "skipped", "count"} of one ``index add``."""
+    """{"kept", "embedded" (new or changed), "removed", "skipped", "count"} of one ``index add``."""
 
 
 def update_index(index_dir: Path, folder: Path, options: BuildOptions = BuildOptions()
@@ -59,7 +58,7 @@ def update_index(index_dir: Path, folder: Path, options: BuildOptions = BuildOpt
         identity = model_identity(m.model)
         check_model(m.weights_sha256, index_dir.name, identity)
         files = _images(folder)
-        kept, todo = _plan(index, folder, files)
+        kept, todo, removed = _plan(index, folder, files)
         staged = new_generation_dir(index_dir)
         try:
             new_emb, new_rel, skipped = np.zeros((0, m.dim), np.float32), [], []
@@ -88,7 +87,7 @@ def update_index(index_dir: Path, folder: Path, options: BuildOptions = BuildOpt
             shutil.rmtree(staged, ignore_errors=True)
             raise
     return UpdateReport(kept=len(kept), embedded=len(new_rel), skipped=len(skipped),
-                        removed=len(index) - len(kept), count=len(rel))
+                        removed=removed, count=len(rel))
 
 
 def _reusable(index, factory: str):
