@@ -1,5 +1,5 @@
 """One APIRouter per resource; serve.app includes them all."""
-from . import cards, embeddings, health, metrics, models, neighbours, page, predictions
+from . import cards, embeddings, health, metrics, models, neighbours, page, predictions, search
 
 __all__ = ["cards", "embeddings", "health", "metrics", "models", "neighbours", "page",
-           "predictions"]
+           "predictions", "search"]
