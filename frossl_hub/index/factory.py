@@ -150,9 +150,7 @@ def tune_nprobe(index, recall_of: Callable[[], float], nprobes: Iterable[int] = 
     if ivf is None:
         return None, recall_of()
     recall, chosen = 0.0, None
-    for nprobe in nprobes:
-        if nprobe > ivf.nlist:
-            break
+    for nprobe in sorted({min(p, ivf.nlist) for p in nprobes}):
         ivf.nprobe = chosen = nprobe
         recall = recall_of()
         if recall >= TARGET_RECALL:

@@ -8,6 +8,7 @@ const search = {
   indexes: [],  // GET v1/indexes data
   run: 0,       // stale answers are dropped
   urls: [],     // blob: URLs of the thumbnails shown, revoked when replaced
+  loaded: false, // the index list has been read (the panel shows only with an index)
 };
 
 async function loadIndexes() {
@@ -19,6 +20,7 @@ async function loadIndexes() {
     return;  // 401: app.js asks for the key; the key form reloads us
   }
   search.indexes = list.data;
+  search.loaded = true;
   $("search-panel").hidden = list.data.length === 0;
   $("search-index").replaceChildren(...list.data.map((index) => {
     const option = el("option");
