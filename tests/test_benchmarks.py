@@ -121,3 +121,11 @@ def test_mcnemar_exact_p_is_the_two_sided_binomial_tail(only_a: int, only_b: int
     from benchmarks.compare_models import mcnemar_exact_p
 
     assert mcnemar_exact_p(only_a, only_b) == pytest.approx(p, abs=5e-4)
+
+
+def test_index_search_compares_the_default_index_with_exact_search() -> None:
+    out = run_script("index_search.py", ["--n", "6000", "--queries", "100", "--limit", "50",
+                                         "--factory", "IVF64,PQ64x4fs", "--threads", "1"])
+    for row in ("numpy brute force", "faiss Flat", "default (Flat)", "IVF64,PQ64x4fs"):
+        assert row in out, out
+    assert "default / numpy q/s, batch 1 = " in out and "default recall@10 = 1.00" in out, out
