@@ -5,8 +5,9 @@ Rows, each on the same data and the same held-out queries:
 1. numpy: exact brute force, one matrix product (float32) and a partial sort;
 2. faiss Flat: ``IndexFlatIP``, exact;
 3. default: what ``index build`` picks for this size (``Flat`` up to FLAT_MAX vectors, else
-   ``IVF{nlist},PQ{dim/8}x4fs`` with ``nprobe`` tuned at build to recall@10 >= 0.95 and the
-   top ``RERANK * k`` candidates re-scored exactly from the memory-mapped float16 embeddings);
+   ``IVF{nlist},PQ{dim/8}x4fs`` whose top ``rerank * k`` candidates are re-scored exactly from
+   the memory-mapped float16 embeddings, ``nprobe`` and ``rerank`` tuned as at build to the
+   cheapest pair with recall@10 >= 0.95);
 4. every ``--factory`` string (repeatable), built and tuned the same way (to choose the default).
 
 Columns: queries/s at batch 1 and 64, recall@10 against numpy, build time (train + add +
@@ -44,8 +45,8 @@ except ImportError:
     from benchmarks import _common
 import numpy as np
 
-from frossl_hub.index.factory import (FLAT_MAX, add_rows, default_factory, exact_topk, make_index,
-                                      rerank_for, train_index, tune_nprobe)
+from frossl_hub.index.factory import (FLAT_MAX, add_rows, default_factory, exact_topk, ivf_factory,
+                                      make_index, rerank_options, train_index, tune)
 from frossl_hub.index.layout import Manifest
 from frossl_hub.index.store import SearchIndex
 
@@ -88,7 +89,8 @@ def cifar_embeddings(folder: Path, queries: int) -> Tuple[np.ndarray, np.ndarray
 
 def qps(search: Search, queries: np.ndarray, batch: int, limit: int) -> float:
     """Queries per second of ``search`` at ``batch`` queries per call (``limit`` queries)."""
-    q = queries[:max(batch, min(limit, len(queries)))]
+    count = max(batch, min(limit, len(queries)))
+    q = np.resize(queries, (count, queries.shape[1]))  # repeats the queries when fewer than a batch
     search(q[:batch], K)  # warm-up
     started = time.perf_counter()
     for start in range(0, len(q) - batch + 1, batch):
@@ -101,9 +103,10 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[f >= 0]) & set(t)) / K for f, t in zip(found, truth)]))
 
 
-def build_row(factory: str, emb16: np.ndarray, emb32: np.ndarray, tune_q: np.ndarray,
-              rerank: int) -> Tuple[Search, float, int, str]:
-    """(search, build seconds, index bytes, note) of a factory, built and tuned like index build."""
+def build_row(factory: str, emb16: np.ndarray, emb32: np.ndarray, tune_q: np.ndarray
+              ) -> Tuple[Search, float, int, str, int]:
+    """(search, build seconds, index bytes, note, rerank) of a factory, built and tuned like
+    index build (but on held-out queries)."""
     import faiss
 
     started = time.perf_counter()
@@ -111,14 +114,19 @@ def build_row(factory: str, emb16: np.ndarray, emb32: np.ndarray, tune_q: np.nda
     train_index(index, emb32, progress=False)
     add_rows(index, emb32, progress=False)
     manifest = Manifest(model="", weights_sha256="", dim=emb32.shape[1], count=len(emb32),
-                        factory=factory, dtype="float16", root="", rerank=rerank)
+                        factory=factory, dtype="float16", root="")
     store = SearchIndex(Path("."), Path("."), manifest, emb16, [], np.zeros((0, 2)), index)
     _, tune_truth = exact_topk(emb32, tune_q, K)
-    nprobe, _ = tune_nprobe(index, lambda: recall(store.search_arrays(tune_q, K)[1], tune_truth))
+
+    def recall_with(rerank: int) -> float:
+        manifest.rerank = rerank
+        return recall(store.search_arrays(tune_q, K)[1], tune_truth)
+
+    nprobe, manifest.rerank, _ = tune(index, recall_with, rerank_options(factory), emb32.shape[1])
     seconds = time.perf_counter() - started
     size = int(faiss.serialize_index(index).size)
     note = f"nprobe {nprobe}" if nprobe else "exact"
-    return store.search_arrays, seconds, size, note
+    return store.search_arrays, seconds, size, note, manifest.rerank
 
 
 def numpy_search(emb: np.ndarray) -> Search:
@@ -145,10 +153,10 @@ def measure(name: str, emb32: np.ndarray, queries: np.ndarray, factories: Sequen
         base1, base64 = qps(exact, eval_q, 1, limit), qps(exact, eval_q, 64, limit)
         rows.append(["numpy brute force", f"{base1:.1f}", f"{base64:.1f}", "1.000", "-", 4 * dim, 0, "exact"])
         default = default_factory(n, dim)
-        plan = [("faiss Flat", "Flat", 1), (f"default ({default})", default, rerank_for(default))]
-        plan += [(f, f, rerank_for(f)) for f in factories if f != default]
-        for label, factory, rerank in plan:
-            search, seconds, size, note = build_row(factory, emb16, emb32, tune_q, rerank)
+        plan = [("faiss Flat", "Flat"), (f"default ({default})", default)]
+        plan += [(f, f) for f in factories if f != default]
+        for label, factory in plan:
+            search, seconds, size, note, rerank = build_row(factory, emb16, emb32, tune_q)
             r = recall(search(eval_q, K)[1], eval_truth)
             q1, q64 = qps(search, eval_q, 1, limit), qps(search, eval_q, 64, limit)
             extra = 2 * dim if rerank > 1 else 0
@@ -178,9 +186,9 @@ def crossover(dim: int, clusters: int, sizes: Sequence[int], limit: int) -> None
         with tempfile.TemporaryDirectory() as tmp:
             np.save(Path(tmp) / "e.npy", emb.astype(np.float16))
             emb16 = np.load(Path(tmp) / "e.npy", mmap_mode="r")
-            ivf = default_factory(max(n, FLAT_MAX + 1), dim)
-            flat_s, *_ = build_row("Flat", emb16, emb, queries[:100], 1)
-            ivf_s, *_ = build_row(ivf, emb16, emb, queries[:100], rerank_for(ivf))
+            ivf = ivf_factory(n, dim)
+            flat_s, *_ = build_row("Flat", emb16, emb, queries[:100])
+            ivf_s, *_ = build_row(ivf, emb16, emb, queries[:100])
             f1, i1 = qps(flat_s, queries[100:], 1, limit), qps(ivf_s, queries[100:], 1, limit)
             rows.append([n, f"{f1:.1f}", f"{i1:.1f}", ivf, "IVF" if i1 > f1 else "Flat"])
     print(_common.table(["n", "Flat q/s", "IVF q/s", "IVF factory", "faster"], rows))
@@ -217,7 +225,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         train, test = cifar_embeddings(Path(args.cifar), args.queries)
         measure("CIFAR-10 train embeddings (bundled CIFAR-10 model)", train, test, factories, args.limit)
     if args.crossover:
-        sizes = [s for s in (10_000, 30_000, 100_000, 300_000, 1_000_000) if s <= max(args.n, 30_000)]
+        sizes = [s for s in (3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000) if s <= max(args.n, 30_000)]
         crossover(args.dim, args.clusters, sizes, min(args.limit, 100))
     return 0
 

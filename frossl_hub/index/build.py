@@ -13,8 +13,7 @@ import numpy as np
 from .._io import _fsync_dir, atomic_write
 from .embedding import embed_files, model_identity
 from .errors import EmptyFolderError, SearchIndexError, UnreadableImagesError
-from .factory import (default_factory, make_index, recall_at, rerank_for, sample_queries,
-                      tune_nprobe)
+from .factory import default_factory, make_index, recall_probe, rerank_options, sample_queries, tune
 from .layout import (EMBEDDINGS, FAISS_FILE, PATHS, STATS, Manifest, new_generation_dir,
                      publish_generation)
 from .lock import write_lock
@@ -91,10 +90,16 @@ def _finish(staged: Path, base: Manifest, factory: str, rank: int, world: int, t
     if rank != 0:
         return None
     emb = np.load(staged / EMBEDDINGS, mmap_mode="r")
-    base.factory, base.rerank = factory, rerank_for(factory)
+    base.factory = factory
     probe = SearchIndex(staged, staged, base, emb, [], np.zeros((0, 2)), index)
     queries = sample_queries(len(emb))
-    nprobe, recall = tune_nprobe(index, lambda: recall_at(probe.search_arrays, emb, queries))
+    recall_of = recall_probe(emb, queries)
+
+    def recall_with(rerank: int) -> float:
+        base.rerank = rerank
+        return recall_of(probe.search_arrays)
+
+    nprobe, base.rerank, recall = tune(index, recall_with, rerank_options(factory), base.dim)
     faiss.write_index(index, str(staged / FAISS_FILE))
     base.nprobe, base.recall_at_10, base.recall_queries = nprobe, round(recall, 4), len(queries)
     base.build_minutes = round((time.perf_counter() - started) / 60, 3)

@@ -3,47 +3,54 @@
 Small collections get ``Flat`` (exact inner product: cosine on unit vectors). Beyond
 ``FLAT_MAX`` vectors an IVF index with 4-bit fast-scan product quantisation (``PQ{dim/8}x4fs``:
 dim/16 bytes a vector plus its 8-byte id) finds ``rerank * k`` candidates, which are re-scored
-exactly from the memory-mapped embeddings; ``nprobe`` is raised until recall@10 against exact
-search on held-out sample queries reaches ``TARGET_RECALL``.
+exactly from the memory-mapped embeddings; at build, the cheapest (``nprobe``, ``rerank``)
+whose recall@10 against exact search on sample queries reaches ``TARGET_RECALL`` is kept.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["CHUNK", "FLAT_MAX", "RERANK", "TARGET_RECALL", "add_rows", "default_factory",
-           "exact_topk", "is_ivf", "rerank_for", "make_index", "recall_at", "sample_queries", "train_index",
-           "tune_nprobe"]
+__all__ = ["CHUNK", "FLAT_MAX", "RERANKS", "TARGET_RECALL", "add_rows", "default_factory",
+           "exact_topk", "is_ivf", "ivf_factory", "make_index", "recall_probe", "rerank_options",
+           "sample_queries", "train_index", "tune"]
 
-# Below this many vectors exact search is fast enough (a few ms per query on one core) and
-# needs no training; benchmarks/index_search.py --crossover measures where IVF overtakes it.
-FLAT_MAX = 100_000
-RERANK = 10  # candidates per requested hit, re-scored exactly
+# Up to this many vectors: exact search. It reads n x 2 KiB per query (20,000: 40 MB, a few
+# ms), needs no training, and IVF lists of so few vectors train poorly (FAISS asks for 39 a
+# list). benchmarks/index_search.py --crossover times Flat against IVF for growing n: a smoke
+# run on the busy 2-core dev machine had IVF faster from 10,000 on (to be confirmed idle).
+FLAT_MAX = 20_000
+RERANKS = (2, 4, 8, 16)  # candidates per requested hit re-scored exactly (tuned at build)
 TARGET_RECALL = 0.95
 RECALL_QUERIES = 500
 CHUNK = 65_536  # rows per add / exact-search step (bounded memory at any collection size)
 TRAIN_PER_LIST = 64  # training vectors per inverted list (FAISS warns below 39)
-NPROBES = (8, 16, 32, 64, 128, 256, 512)
+NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+Search = Callable[[np.ndarray, int], Tuple[np.ndarray, np.ndarray]]
+
+
+def ivf_factory(count: int, dim: int) -> str:
+    """``IVF{nlist},PQ{dim/8}x4fs``, nlist the power of two nearest 4 sqrt(count)."""
+    nlist = 2 ** round(math.log2(4 * math.sqrt(max(count, 1))))
+    return f"IVF{nlist},PQ{max(1, dim // 8)}x4fs"
 
 
 def default_factory(count: int, dim: int) -> str:
-    """``Flat`` up to FLAT_MAX vectors, else ``IVF{nlist},PQ{dim/8}x4fs``."""
-    if count <= FLAT_MAX:
-        return "Flat"
-    nlist = 2 ** round(math.log2(4 * math.sqrt(count)))
-    return f"IVF{nlist},PQ{max(1, dim // 8)}x4fs"
+    """``Flat`` up to FLAT_MAX vectors, else ``ivf_factory``."""
+    return "Flat" if count <= FLAT_MAX else ivf_factory(count, dim)
 
 
 def is_ivf(factory: str) -> bool:
     return "IVF" in factory
 
 
-def rerank_for(factory: str) -> int:
-    """Candidates per hit to re-score exactly: RERANK for compressed IVF codes (PQ, SQ...),
-    1 where the index already scores exactly (Flat, IVF...,Flat)."""
-    return RERANK if is_ivf(factory) and not factory.replace(" ", "").endswith(",Flat") else 1
+def rerank_options(factory: str) -> Tuple[int, ...]:
+    """Candidates per hit that may be re-scored exactly: RERANKS for compressed IVF codes
+    (PQ, SQ...), (1,) where the index already scores exactly (Flat, IVF...,Flat)."""
+    exact = not is_ivf(factory) or factory.replace(" ", "").endswith(",Flat")
+    return (1,) if exact else RERANKS
 
 
 def make_index(factory: str, dim: int):
@@ -124,35 +131,48 @@ def sample_queries(count: int, seed: int = 1) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(count, n, replace=False))
 
 
-def recall_at(search: Callable[[np.ndarray, int], Tuple[np.ndarray, np.ndarray]],
-              emb: np.ndarray, query_ids: np.ndarray, k: int = 10) -> float:
-    """recall@k of ``search`` vs exact search; each query is a stored row, and that row itself
-    is left out of both answers (it would be a free hit)."""
+def recall_probe(emb: np.ndarray, query_ids: np.ndarray, k: int = 10
+                 ) -> Callable[[Search], float]:
+    """A function giving recall@k of a search function against exact search (computed once)
+    on the stored rows ``query_ids``; each query's own row is left out of both answers (it
+    would be a free hit)."""
     if len(emb) < 2:
-        return 1.0
+        return lambda search: 1.0
     k = min(k, len(emb) - 1)
     queries = np.asarray(emb[query_ids], dtype=np.float32)
     _, truth = exact_topk(emb, queries, k + 1)
-    _, found = search(queries, k + 1)
-    hits = 0
-    for q, t, f in zip(query_ids, truth, found):
-        t_set = [i for i in t if i != q][:k]
-        f_set = {i for i in f if i != q and i >= 0}
-        hits += len(f_set.intersection(t_set))
-    return hits / (k * len(query_ids))
+    wanted = [[i for i in t if i != q][:k] for q, t in zip(query_ids, truth)]
+
+    def recall(search: Search) -> float:
+        _, found = search(queries, k + 1)
+        hits = sum(len({i for i in f if i != q and i >= 0}.intersection(t))
+                   for q, f, t in zip(query_ids, found, wanted))
+        return hits / (k * len(query_ids))
+
+    return recall
 
 
-def tune_nprobe(index, recall_of: Callable[[], float], nprobes: Iterable[int] = NPROBES
-                ) -> Tuple[Optional[int], float]:
-    """The smallest nprobe whose recall@10 reaches TARGET_RECALL (else the largest tried);
-    (None, recall) for an index without inverted lists."""
+def tune(index, recall_with: Callable[[int], float], reranks: Sequence[int], dim: int,
+         k: int = 10) -> Tuple[Optional[int], int, float]:
+    """(nprobe, rerank, recall@10): the cheapest pair reaching TARGET_RECALL, else the best.
+
+    Pairs are tried in order of the bytes a query reads: ``nprobe`` lists of codes plus
+    ``rerank * k`` float16 rows to re-score. (None, 1, recall) without inverted lists.
+    """
     ivf = _ivf(index)
     if ivf is None:
-        return None, recall_of()
-    recall, chosen = 0.0, None
-    for nprobe in sorted({min(p, ivf.nlist) for p in nprobes}):
-        ivf.nprobe = chosen = nprobe
-        recall = recall_of()
+        return None, 1, recall_with(1)
+    list_bytes = max(1.0, ivf.ntotal / ivf.nlist) * getattr(ivf, "code_size", 32)
+    nprobes = sorted({min(p, ivf.nlist) for p in NPROBES})
+    pairs = sorted(((p, r) for p in nprobes for r in reranks),
+                   key=lambda pr: pr[0] * list_bytes + pr[1] * k * dim * 2)
+    best: Tuple[Optional[int], int, float] = (None, 1, -1.0)
+    for nprobe, rerank in pairs:
+        ivf.nprobe = nprobe
+        recall = recall_with(rerank)
+        if recall > best[2]:
+            best = (nprobe, rerank, recall)
         if recall >= TARGET_RECALL:
-            break
-    return chosen, recall
+            return nprobe, rerank, recall
+    ivf.nprobe = best[0]
+    return best

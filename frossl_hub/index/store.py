@@ -65,7 +65,7 @@ class SearchIndex:
         """Re-score candidates exactly from the stored embeddings; keep the best ``k``."""
         safe = np.where(cand >= 0, cand, 0)
         vectors = np.asarray(self.embeddings[safe.ravel()], dtype=np.float32)
-        scores = np.einsum("bkd,bd->bk", vectors.reshape(*cand.shape, -1), queries)
+        scores = np.matmul(vectors.reshape(*cand.shape, -1), queries[:, :, None])[..., 0]
         scores[cand < 0] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         ids = np.take_along_axis(cand, top, 1)
