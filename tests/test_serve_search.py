@@ -134,7 +134,7 @@ def test_a_corrupt_query_image_is_422(client):
     assert_error(post(client, b"\x89PNG\r\n\x1a\n broken"), 422, "corrupt_image")
 
 
-@pytest.mark.parametrize("item", ["25", "-1", "999999"])
+@pytest.mark.parametrize("item", ["25", "-1", "999999", "3x", "%2E%2E"])
 def test_item_ids_out_of_range_are_404(client, item):
     assert_error(client.get(f"/v1/indexes/fm/items/{item}"), 404, "item_not_found")
 

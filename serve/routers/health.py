@@ -31,5 +31,8 @@ async def healthz(request: Request, registry: ModelRegistry = Depends(get_regist
     registry.require_ready()
     indexes = request.app.state.indexes
     indexes.require_ready()
-    return {"status": "ok", "models": [spec.name for spec in registry.specs],
-            "default": registry.default_name, "indexes": [s.name for s in indexes.specs]}
+    body = {"status": "ok", "models": [spec.name for spec in registry.specs],
+            "default": registry.default_name}
+    if indexes.specs:  # only with --index: the body without one stays as it was
+        body["indexes"] = [spec.name for spec in indexes.specs]
+    return body

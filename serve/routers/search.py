@@ -29,6 +29,10 @@ router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require_
                    responses=ERROR_RESPONSES)
 
 DEFAULT_K = 10
+# the 404s in the service's error body (the image routes' entry, renamed)
+NOT_FOUND = {404: {**IMAGE_ERROR_RESPONSES[404], "description": "Unknown index"}}
+ITEM_NOT_FOUND = {404: {**IMAGE_ERROR_RESPONSES[404], "description": "Unknown index, or no "
+                        "such item file inside the indexed folder"}}
 
 
 class SearchOptions(BaseModel):
@@ -84,7 +88,7 @@ async def list_indexes(indexes: IndexRegistry = Depends(ready_indexes)) -> Dict[
 
 
 @router.post("/search", response_model=SearchResponse, summary="Search an index with images",
-             responses=IMAGE_ERROR_RESPONSES,
+             responses={**IMAGE_ERROR_RESPONSES, **NOT_FOUND},
              openapi_extra=request_body(SearchRequest, SearchOptions))
 async def search(registry: ModelRegistry = Depends(ready_registry),  # 503 before the body
                  indexes: IndexRegistry = Depends(ready_indexes),
@@ -108,15 +112,18 @@ async def search(registry: ModelRegistry = Depends(ready_registry),  # 503 befor
 
 
 @router.get("/indexes/{name}/items/{item_id}", summary="The image file of an indexed item",
-            response_class=FileResponse, responses={404: {"description": "No such item"}})
-async def get_item(name: str, item_id: int, indexes: IndexRegistry = Depends(ready_indexes)
+            response_class=FileResponse, responses=ITEM_NOT_FOUND)
+async def get_item(name: str, item_id: str, indexes: IndexRegistry = Depends(ready_indexes)
                    ) -> FileResponse:
-    """The stored file, read only from inside the indexed folder (no ``..``, no symlink out)."""
+    """The stored file, read only from inside the indexed folder (no ``..``, no symlink out);
+    an id that is not a number of this index is 404 like one out of range."""
     from frossl_hub.index import ItemNotFoundError
 
     handle = indexes.get(name)
     try:
-        path = handle.index.item_file(item_id)
+        if not item_id.isascii() or not item_id.lstrip("-").isdigit():
+            raise ItemNotFoundError(f"item {item_id!r} is not an item id (a number).")
+        path = handle.index.item_file(int(item_id))
     except ItemNotFoundError as exc:
         raise NotFound(str(exc), code="item_not_found") from None
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
