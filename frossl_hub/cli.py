@@ -1,4 +1,4 @@
-"""`python -m frossl_hub`: list, info, verify, embed, export, convert, cache."""
+"""`python -m frossl_hub`: list, info, verify, embed, export, convert, cache, index."""
 from __future__ import annotations
 
 import argparse
@@ -248,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_convert)
     _add_cache_parser(sub)
+    from .index.cli import add_index_parser
+
+    add_index_parser(sub)
     return parser
 
 

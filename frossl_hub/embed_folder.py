@@ -102,7 +102,8 @@ def embed_folder(model: torch.nn.Module, folder: Path, out: Path, batch_size: in
     Workers decode and resize to uint8; each batch is normalised at once and run on
     ``backend`` (``frossl_hub.backends``: auto, torch, onnxruntime). With ``world > 1`` each
     rank embeds files[rank::world] into a shard; rank 0 merges the shards back into input
-    order once all are written. Returns (rows written, skipped files with reasons).
+    order once all are written. ``files`` (default: every image below ``folder``) embeds only
+    those, e.g. the new files of a search index. Returns (rows written, skipped files with reasons).
     """
     from tqdm.auto import tqdm
 

@@ -37,6 +37,23 @@ def check_models(settings: Settings) -> None:
         except (ModelNotFoundError, ChecksumError, ValueError, RuntimeError) as exc:
             # RuntimeError: frossl_hub.catalog.get_entry's "Unknown FroSSL model" for a bad name
             raise ConfigError(f"cannot serve model {spec.name!r}: {exc}") from None
+    check_indexes(settings)
+
+
+def check_indexes(settings: Settings) -> None:
+    """Open (and checksum) every search index and find the served model with its weights.
+
+    Raises:
+        ConfigError: naming the index and what is wrong (corrupt, no such model served).
+    """
+    from frossl_hub.index import SearchIndexError
+
+    from .indexes import match_models
+
+    try:
+        match_models(settings.indexes, settings.models)
+    except SearchIndexError as exc:
+        raise ConfigError(f"cannot serve the search index: {exc}") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

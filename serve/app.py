@@ -17,6 +17,7 @@ from .metrics import ServiceMetrics
 from .middleware import RequestContextMiddleware
 from .openapi import install_openapi
 from .metrics import multiprocess_mode
+from .indexes import IndexRegistry
 from .registry import ModelRegistry, torch_threads_for
 from . import routers
 
@@ -48,15 +49,18 @@ def create_app(settings: Optional[Settings] = None,
     settings = settings or Settings()
     service_metrics = ServiceMetrics()
     registry = ModelRegistry(settings, service_metrics, models)
+    indexes = IndexRegistry(settings, service_metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         torch.set_num_threads(torch_threads_for(settings))
         _logger.info("settings: %s", "; ".join(describe(settings)))
         registry.start()
+        indexes.start()
         try:
             yield
         finally:
+            await run_in_threadpool(indexes.close)
             await run_in_threadpool(registry.close)
             if multiprocess_mode():  # this worker's live gauges (queue depth) stop counting
                 from prometheus_client import multiprocess
@@ -69,11 +73,12 @@ def create_app(settings: Optional[Settings] = None,
                          lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.indexes = indexes
     app.state.metrics = service_metrics
     install_exception_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     for module in (routers.health, routers.models, routers.embeddings, routers.predictions,
-                   routers.metrics, routers.neighbours, routers.cards, routers.v2):
+                   routers.metrics, routers.neighbours, routers.cards, routers.v2, routers.search):
         app.include_router(module.router)
     routers.page.install_page(app)
     install_openapi(app, settings)

@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "DEFAULT_MODEL",
     "ENV_PREFIX",
+    "IndexSpec",
     "ModelSpec",
     "Settings",
     "build_parser",
@@ -71,6 +72,34 @@ class ModelSpec:
         if sep and _ALIAS.match(alias) and rest.strip():
             return cls(alias, rest.strip())
         return cls(_default_name(text), text)
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A search index to serve (``python -m frossl_hub index build``): its name and folder."""
+
+    name: str
+    folder: str
+
+    @classmethod
+    def parse(cls, text: str) -> "IndexSpec":
+        """``NAME=FOLDER``, or just ``FOLDER`` (named after the folder)."""
+        text = text.strip()
+        alias, sep, rest = text.partition("=")
+        if sep and _ALIAS.match(alias) and rest.strip():
+            return cls(alias, rest.strip())
+        if not text:
+            raise ConfigError("empty index; pass --index FOLDER or --index NAME=FOLDER.")
+        return cls(Path(text).expanduser().resolve().name, text)
+
+
+def _parse_indexes(value: Any) -> Any:
+    if isinstance(value, (str, list, tuple)):
+        items = [value] if isinstance(value, str) else list(value)
+        if all(isinstance(v, str) for v in items):
+            return tuple(IndexSpec.parse(v) for item in items for v in item.split(",")
+                         if v.strip())
+    return value
 
 
 def _default_name(source: str) -> str:
@@ -151,6 +180,9 @@ class Settings(BaseSettings):
         description="catalog name, published folder, .safetensors file or hf-hub:ORG/NAME, "
         "optionally as NAME=SOURCE; repeat to serve several (the first is the default; the "
         "variable takes a comma-separated list)")
+    indexes: Annotated[Tuple[IndexSpec, ...], NoDecode] = Field(
+        (), description="a search index folder (`python -m frossl_hub index build`), "
+        "optionally as NAME=FOLDER; repeat to serve several (its model must be served too)")
     backend: Literal["auto", "torch", "onnxruntime"] = Field(
         "auto", description="what runs the forward pass: auto (ONNX Runtime on the CPU, "
         "PyTorch on CUDA), torch or onnxruntime")
@@ -189,6 +221,7 @@ class Settings(BaseSettings):
                             "e.g. 4096x4096, checked before decoding")
 
     _models = field_validator("models", mode="before")(_parse_models)
+    _indexes = field_validator("indexes", mode="before")(_parse_indexes)
     _device = field_validator("device")(_check_device)
 
     @field_validator("workers", "threads", mode="before")
@@ -222,6 +255,9 @@ class Settings(BaseSettings):
         if duplicates:
             raise ValueError(f"two models share the name {duplicates[0]!r}; name them apart "
                              "with --model NAME=PATH.")
+        index_names = [i.name for i in self.indexes]
+        if len(set(index_names)) < len(index_names):
+            raise ValueError("two indexes share a name; name them apart with --index NAME=FOLDER.")
         if self.max_queue < self.max_images:
             raise ValueError(f"--max-queue ({self.max_queue}) must hold at least one full "
                              f"request of --max-images ({self.max_images}) images.")
@@ -240,19 +276,22 @@ class Settings(BaseSettings):
                 continue
             if name == "models":
                 value = ",".join(f"{m.name}={m.source}" for m in value)
+            elif name == "indexes":
+                value = ",".join(f"{i.name}={i.folder}" for i in value)
             elif isinstance(value, SecretStr):
                 value = value.get_secret_value()
             env[env_name(name)] = str(value)
         return env
 
 
-_METAVARS = {"models": "NAME_OR_PATH", "max_bytes": "SIZE", "max_pixels": "PIXELS",
+_APPEND = {"models": "--model", "indexes": "--index"}  # repeatable flags
+_METAVARS = {"models": "NAME_OR_PATH", "indexes": "FOLDER", "max_bytes": "SIZE", "max_pixels": "PIXELS",
              "api_key": "KEY"}
 
 
 def flag_name(field: str) -> str:
     """The command-line flag of a settings field (``--model`` for ``models``)."""
-    return "--model" if field == "models" else "--" + field.replace("_", "-")
+    return _APPEND.get(field) or "--" + field.replace("_", "-")
 
 
 def env_name(field: str) -> str:
@@ -279,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, field in Settings.model_fields.items():
         default = DEFAULT_MODEL if name == "models" else field.default
         parser.add_argument(flag_name(name), dest=name, default=None, metavar=_METAVARS.get(name),
-                            action="append" if name == "models" else "store",
+                            action="append" if name in _APPEND else "store",
                             help=f"{field.description} [env {env_name(name)}; default {default}]")
     return parser
 
@@ -336,5 +375,7 @@ def describe(settings: Settings) -> List[str]:
             value = "set" if value else "not set"
         elif name == "models":
             value = ", ".join(f"{m.name} ({m.source})" for m in value)
+        elif name == "indexes":
+            value = ", ".join(f"{i.name} ({i.folder})" for i in value) or "none"
         lines.append(f"{name}={value}")
     return lines

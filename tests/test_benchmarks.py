@@ -155,3 +155,9 @@ def test_serve_throughput_rows_for_the_openai_and_v2_protocols() -> None:
     for name in ("ours-openai", "ours-v2"):
         assert f"{name} / ours-embeddings requests/s, 1 connections, 1 image(s) = " in out, out
     assert "requests failed" not in out and "traceback" not in out.lower(), out
+def test_index_search_compares_the_default_index_with_exact_search() -> None:
+    out = run_script("index_search.py", ["--n", "6000", "--queries", "100", "--limit", "50",
+                                         "--factory", "IVF64,PQ64x4fs", "--threads", "1"])
+    for row in ("numpy brute force", "faiss Flat", "default (Flat)", "IVF64,PQ64x4fs"):
+        assert row in out, out
+    assert "default / numpy q/s, batch 1 = " in out and "default recall@10 = 1.00" in out, out

@@ -2,13 +2,13 @@
 
 ``GET /livez`` (liveness): 200 as long as the process answers, also while models load, so an
 orchestrator does not restart a pod that is still loading. ``GET /healthz`` (readiness): 200
-once every model is loaded, 503 while loading or after a failed load.
+once every model and search index is loaded, 503 while loading or after a failed load.
 """
 from __future__ import annotations
 
 from typing import Any, Dict
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from ..dependencies import get_registry
 from ..errors import ERROR_RESPONSES
@@ -25,8 +25,14 @@ async def livez(registry: ModelRegistry = Depends(get_registry)) -> Dict[str, An
 
 @router.get("/healthz", summary="Readiness: 200 once the models are loaded",
             responses={503: ERROR_RESPONSES[503]})
-async def healthz(registry: ModelRegistry = Depends(get_registry)) -> Dict[str, Any]:
-    """Send traffic only when this is 200."""
+async def healthz(request: Request, registry: ModelRegistry = Depends(get_registry)
+                  ) -> Dict[str, Any]:
+    """Send traffic only when this is 200 (models and search indexes loaded)."""
     registry.require_ready()
-    return {"status": "ok", "models": [spec.name for spec in registry.specs],
+    indexes = request.app.state.indexes
+    indexes.require_ready()
+    body = {"status": "ok", "models": [spec.name for spec in registry.specs],
             "default": registry.default_name}
+    if indexes.specs:  # only with --index: the body without one stays as it was
+        body["indexes"] = [spec.name for spec in indexes.specs]
+    return body
