@@ -120,6 +120,15 @@ def test_float16_weights_are_published_and_measured_as_stored(data, tmp_path):
     assert record_of(out)["dtype"] == "float16" and 0 <= record_of(out)["published"]["top1"] <= 1
 
 
+def test_val_fraction_zero_trains_on_every_image_and_says_nothing_was_measured(data, linear, tmp_path):
+    out = tmp_path / "all"
+    assert transfer(data, out, "--val-fraction", "0") == 0
+    record = record_of(out)
+    assert record["images"] == {"train": 3 * PER_CLASS, "val": 0, "unreadable": 0}
+    assert record["published"]["top1"] is None
+    assert "**Val top-1:** not measured (no val split)" in (out / "README.md").read_text(encoding="utf-8")
+
+
 def test_a_timm_written_folder_is_a_parent_too(data, tmp_path):
     import timm
 
