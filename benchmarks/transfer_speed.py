@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,8 @@ except ImportError:
 
 
 def _timed(command: List[str], cache: Path, threads: Optional[int]) -> float:
+    """Wall seconds of ``command`` with an empty frossl_hub cache (a kept --work-dir's too)."""
+    shutil.rmtree(cache, ignore_errors=True)
     env = dict(os.environ, FROSSL_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", PYTHONPATH=str(_common.REPO))
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)

@@ -98,11 +98,14 @@ def test_the_card_states_the_parent_the_data_the_mode_and_the_results(linear):
 
 
 def test_features_are_extracted_once_and_cached(data, linear, tmp_path):
-    cached = sorted((Path(os.environ["FROSSL_HUB_CACHE"]) / "transfer-features").glob("*.npy"))
-    assert len(cached) == 1
-    before = cached[0].stat().st_mtime_ns
+    from train.transfer.features import FEATURES_DIR, features_key
+    from train.transfer.parent import load_parent
+
+    key = features_key(load_parent(PARENT, None).model, data)
+    cached = Path(os.environ["FROSSL_HUB_CACHE"]) / FEATURES_DIR / f"{key}.npy"
+    before = cached.stat().st_mtime_ns  # written by the first transfer
     assert transfer(data, tmp_path / "again", "--shots", "all") == 0
-    assert cached[0].stat().st_mtime_ns == before
+    assert cached.stat().st_mtime_ns == before
     assert record_of(tmp_path / "again")["published"]["top1"] == record_of(linear)["published"]["top1"]
 
 
@@ -115,6 +118,35 @@ def test_float16_weights_are_published_and_measured_as_stored(data, tmp_path):
     model = frossl_hub.load(out)
     assert model.pretrained_cfg["input_size"] == (3, 40, 40)
     assert record_of(out)["dtype"] == "float16" and 0 <= record_of(out)["published"]["top1"] <= 1
+
+
+def test_val_fraction_zero_trains_on_every_image_and_says_nothing_was_measured(data, linear, tmp_path):
+    out = tmp_path / "all"
+    assert transfer(data, out, "--val-fraction", "0") == 0
+    record = record_of(out)
+    assert record["images"] == {"train": 3 * PER_CLASS, "val": 0, "unreadable": 0}
+    assert record["published"]["top1"] is None
+    assert "**Val top-1:** not measured (no val split)" in (out / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_timm_written_folder_is_a_parent_too(data, tmp_path):
+    import timm
+
+    from frossl_hub._io import sha256_file
+    from frossl_hub.models import pretrained_cfg_for
+
+    torch.manual_seed(3)
+    theirs = timm.create_model("frossl_resnet18_cifar", num_classes=10,
+                               pretrained_cfg_overlay=pretrained_cfg_for(frossl_hub.get_dataset_spec("cifar10")))
+    saved = tmp_path / "saved"
+    timm.models.save_for_hf(theirs.eval(), str(saved), safe_serialization=True)
+    out = tmp_path / "out"
+    assert transfer_main(["--model", str(saved), "--data-dir", str(data), "--out", str(out), *FAST]) == 0
+    parent = record_of(out)["parent"]
+    assert parent["sha256"] == sha256_file(saved / "model.safetensors") and parent["source"] == "path"
+    model = frossl_hub.load(out)
+    assert model.pretrained_cfg["label_names"] == NAMES and type(model.conv1).__name__ == "Conv2d"
+    torch.testing.assert_close(model.conv1.weight, theirs.conv1.weight)
 
 
 # --------------------------------------------------------------------------- finetune
