@@ -98,11 +98,12 @@ def test_the_card_states_the_parent_the_data_the_mode_and_the_results(linear):
 
 
 def test_features_are_extracted_once_and_cached(data, linear, tmp_path):
-    from train.transfer.features import FEATURES_DIR, features_key
+    from frossl_hub.caches import FEATURES
+    from train.transfer.features import features_key
     from train.transfer.parent import load_parent
 
     key = features_key(load_parent(PARENT, None).model, data)
-    cached = Path(os.environ["FROSSL_HUB_CACHE"]) / FEATURES_DIR / f"{key}.npy"
+    cached = Path(os.environ["FROSSL_HUB_CACHE"]) / FEATURES / f"{key}.npy"
     before = cached.stat().st_mtime_ns  # written by the first transfer
     assert transfer(data, tmp_path / "again", "--shots", "all") == 0
     assert cached.stat().st_mtime_ns == before
