@@ -116,7 +116,7 @@ def test_clear_with_no_entry_named_frees_everything(cache):
     total = _size([p for p in cache.rglob("*") if p.is_file()])
     done = hub(cache, "cache", "clear")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == f"freed {human_size(total)}: 4 entries in {cache}"
+    assert done.stdout.splitlines()[-1] == f"freed {human_size(total)}: 5 entries in {cache}"
     assert _files(cache) == []
 
 

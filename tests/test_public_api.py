@@ -35,6 +35,7 @@ KINDS: Dict[str, str] = {
     "ChecksumError": EXCEPTION,
     "DATASET_SPECS": MAPPING,
     "FroSSLLoss": MODULE_CLASS,
+    "ImageReadError": EXCEPTION,
     "ModelNotFoundError": EXCEPTION,
     "Projector": MODULE_CLASS,
     "ResolvedModel": CLASS,
