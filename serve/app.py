@@ -6,6 +6,11 @@ import logging
 import os
 from typing import AsyncIterator, Mapping, Optional
 
+# anyio >= 4.15 imports its asyncio back end lazily, on the first run_in_threadpool; a worker
+# whose first requests and model loading race through that import can fail it with
+# "No module named 'anyio.abc._sockets'" (seen in benchmarks/serve_throughput.py with two
+# workers). Importing it here, once, before any thread starts, takes the race away.
+import anyio._backends._asyncio  # noqa: F401
 import torch
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
