@@ -33,7 +33,9 @@ def auto_workers(cores: int) -> int:
     Why: one worker keeps only about 1.2 of 2 cores busy with one image per request (its
     event loop, JSON and hand-offs are serial), so separate processes, not intra-op threads,
     fill the cores for many small requests (benchmarks/RESULTS.md 3c: 513 req/s with one
-    worker, 1,044 with two, at 64 connections). The cap keeps memory bounded on big machines
+    worker, 1,044 with two, at 64 connections). The sweep of 3d (1/8/64 connections, 1/32
+    images per request, 1x1, 1x2, 2x1 workers x threads) confirms it: best at 8 and 64
+    connections; a single client gives up about a quarter (one worker wins there). The cap keeps memory bounded on big machines
     (every worker loads every model), where the leftover cores go to intra-op threads.
     """
     return max(1, min(int(cores), MAX_AUTO_WORKERS))
