@@ -21,8 +21,12 @@ __all__ = ["CHUNK", "FLAT_MAX", "RERANKS", "TARGET_RECALL", "add_rows", "default
 # ms), needs no training, and IVF lists of so few vectors train poorly (FAISS asks for 39 a
 # list). benchmarks/index_search.py --crossover times Flat against IVF for growing n: a smoke
 # run on the busy 2-core dev machine had IVF faster from 10,000 on (to be confirmed idle).
-FLAT_MAX = 20_000
-RERANKS = (2, 4, 8, 16)  # candidates per requested hit re-scored exactly (tuned at build)
+# Exact search up to here: 2.3 ms a query at 10k vectors on the 2-core machine, and IVF is
+# faster from somewhere between 3k and 10k (benchmarks/RESULTS.md 6a, crossover)
+FLAT_MAX = 10_000
+# candidates per requested hit re-scored exactly (tuned at build); 64 is what clustered 1M
+# synthetic vectors need for recall@10 0.95 (16 gave 0.62 whatever nprobe: RESULTS.md 6a)
+RERANKS = (2, 4, 8, 16, 32, 64)
 TARGET_RECALL = 0.95
 RECALL_QUERIES = 500
 CHUNK = 65_536  # rows per add / exact-search step (bounded memory at any collection size)
