@@ -15,18 +15,13 @@ from typing import List
 import httpx
 import pytest
 
-from serve_helpers import API_KEY, publish_tiny, serving
+from serve_helpers import API_KEY, serving
 
 pytestmark = pytest.mark.slow
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 20  # per operation and phase
 RUN_TIMEOUT_S = 400  # one schemathesis run, in case the machine is slow; usually a minute
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_tiny(tmp_path_factory.mktemp("fuzz") / "tiny")
 
 
 def _schemathesis(url: str, extra: List[str], workdir: Path) -> subprocess.CompletedProcess:

@@ -33,15 +33,7 @@ from serve_helpers import (API_KEY, FOLDER_METRICS, LIMITS, assert_error, b64, e
 # fixtures
 
 
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_tiny(tmp_path_factory.mktemp("serve") / "tiny")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tiny_dir: Path) -> torch.nn.Module:
-    return frossl_hub.load(tiny_dir)
-
+# tiny_dir and tiny_model: conftest.py
 
 @pytest.fixture(scope="module")
 def client(tiny_dir: Path, tiny_model: torch.nn.Module):

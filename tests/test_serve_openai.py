@@ -1,13 +1,12 @@
 """OpenAI's embeddings shape on POST /v1/embeddings, through the real ``openai`` client against a
 real ``python -m serve`` (with an API key, sent as OpenAI's Bearer header), and its bad input.
 
-One server per module; the V2 protocol is in test_serve_v2.py.
+One server per module (conftest.py's keyed_server); the V2 protocol is in test_serve_v2.py.
 """
 from __future__ import annotations
 
 import base64
-from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict
 
 import httpx
 import numpy as np
@@ -15,8 +14,7 @@ import openai
 import pytest
 import torch
 
-import frossl_hub
-from serve_helpers import API_KEY, b64, png, publish_tiny, reference, serving
+from serve_helpers import API_KEY, b64, png, reference
 
 pytestmark = pytest.mark.slow
 
@@ -24,26 +22,8 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_tiny(tmp_path_factory.mktemp("openai") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def model(model_dir: Path) -> torch.nn.Module:
-    return frossl_hub.load(model_dir)
-
-
-@pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serving(["--model", f"tiny={model_dir}"],
-                 tmp_path_factory.mktemp("server") / "server.log",
-                 {"FROSSL_API_KEY": API_KEY, "FROSSL_SERVE_MAX_IMAGES": "4"}) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(server: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server}/v1", api_key=API_KEY, max_retries=0)
+def client(keyed_server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{keyed_server}/v1", api_key=API_KEY, max_retries=0)
 
 
 BLOBS = [png(11), png(12, (40, 36))]
@@ -58,10 +38,10 @@ def _post(server: str, body: Dict[str, Any], headers: Dict[str, str] = AUTH) -> 
 
 
 def test_openai_client_float_embeddings_equal_frossl_hub_embed(
-        client: openai.OpenAI, model: torch.nn.Module) -> None:
+        client: openai.OpenAI, tiny_model: torch.nn.Module) -> None:
     response = client.embeddings.create(model="tiny", input=[b64(b) for b in BLOBS],
                                         encoding_format="float")
-    torch.testing.assert_close(torch.from_numpy(_floats(response)), reference(model, BLOBS),
+    torch.testing.assert_close(torch.from_numpy(_floats(response)), reference(tiny_model, BLOBS),
                                atol=1e-5, rtol=1e-5)
 
 
@@ -75,11 +55,11 @@ def test_openai_base64_decodes_to_exactly_the_float_list(client: openai.OpenAI) 
 
 
 def test_openai_client_default_encoding_equals_frossl_hub_embed(
-        client: openai.OpenAI, model: torch.nn.Module) -> None:
+        client: openai.OpenAI, tiny_model: torch.nn.Module) -> None:
     # without encoding_format the client asks for base64 and decodes it itself
     response = client.embeddings.create(model="tiny", input=[b64(BLOBS[1])])
     torch.testing.assert_close(torch.from_numpy(_floats(response)),
-                               reference(model, BLOBS[1:]), atol=1e-5, rtol=1e-5)
+                               reference(tiny_model, BLOBS[1:]), atol=1e-5, rtol=1e-5)
 
 
 def test_openai_response_shape(client: openai.OpenAI) -> None:
@@ -91,21 +71,21 @@ def test_openai_response_shape(client: openai.OpenAI) -> None:
     assert response.usage.prompt_tokens == response.usage.total_tokens == 2
 
 
-def test_openai_without_the_key_is_an_authentication_error(server: str) -> None:
-    keyless = openai.OpenAI(base_url=f"{server}/v1", api_key="wrong", max_retries=0)
+def test_openai_without_the_key_is_an_authentication_error(keyed_server: str) -> None:
+    keyless = openai.OpenAI(base_url=f"{keyed_server}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         keyless.embeddings.create(model="tiny", input=b64(BLOBS[0]))
 
 
-def test_our_images_shape_keeps_working(server: str, model: torch.nn.Module) -> None:
-    response = _post(server, {"images": [b64(b) for b in BLOBS]})
+def test_our_images_shape_keeps_working(keyed_server: str, tiny_model: torch.nn.Module) -> None:
+    response = _post(keyed_server, {"images": [b64(b) for b in BLOBS]})
     assert response.status_code == 200 and response.json()["dim"] == 512
     got = torch.tensor([d["embedding"] for d in response.json()["data"]])
-    torch.testing.assert_close(got, reference(model, BLOBS), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, reference(tiny_model, BLOBS), atol=1e-5, rtol=1e-5)
 
 
-def test_openapi_documents_both_shapes(server: str) -> None:
-    route = httpx.get(f"{server}/openapi.json").json()["paths"]["/v1/embeddings"]["post"]
+def test_openapi_documents_both_shapes(keyed_server: str) -> None:
+    route = httpx.get(f"{keyed_server}/openapi.json").json()["paths"]["/v1/embeddings"]["post"]
     shapes = route["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
     assert [s["title"] for s in shapes] == ["EmbeddingRequest", "OpenAIEmbeddingRequest"]
     answers = route["responses"]["200"]["content"]["application/json"]["schema"]["anyOf"]
@@ -137,9 +117,9 @@ BAD = {  # case -> (body, status, code, param)
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_openai_input_gets_openais_error_body(case: str, server: str) -> None:
+def test_bad_openai_input_gets_openais_error_body(case: str, keyed_server: str) -> None:
     body, status, code, param = BAD[case]
-    response = _post(server, body)
+    response = _post(keyed_server, body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(response.json()) == {"error"}
@@ -147,7 +127,7 @@ def test_bad_openai_input_gets_openais_error_body(case: str, server: str) -> Non
     assert (error["code"], error["param"], error["type"]) == (code, param,
                                                               "invalid_request_error")
     assert error["message"]
-    assert httpx.get(f"{server}/healthz").status_code == 200
+    assert httpx.get(f"{keyed_server}/healthz").status_code == 200
 
 
 def test_openai_client_raises_the_servers_message(client: openai.OpenAI) -> None:
@@ -155,15 +135,15 @@ def test_openai_client_raises_the_servers_message(client: openai.OpenAI) -> None
         client.embeddings.create(model="tiny", input="https://example.com/cat.png")
 
 
-def test_our_shape_refuses_urls_too_in_its_own_body(server: str) -> None:
-    response = _post(server, {"images": ["https://example.com/cat.png"]})
+def test_our_shape_refuses_urls_too_in_its_own_body(keyed_server: str) -> None:
+    response = _post(keyed_server, {"images": ["https://example.com/cat.png"]})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "url_not_supported"
     assert "type" not in response.json()["error"]
 
 
-def test_openai_missing_key_is_openais_shape_only_once_the_body_says_so(server: str) -> None:
+def test_openai_missing_key_is_openais_shape_only_once_the_body_says_so(keyed_server: str) -> None:
     # the key is checked before the body is read: a 401 answers in the common shape
-    response = _post(server, {"model": "tiny", "input": b64(BLOBS[0])}, headers={})
+    response = _post(keyed_server, {"model": "tiny", "input": b64(BLOBS[0])}, headers={})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"

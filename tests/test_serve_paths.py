@@ -9,12 +9,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from serve_helpers import png, publish_tiny, run_cli, serving
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_tiny(tmp_path_factory.mktemp("paths-model") / "tiny")
+from serve_helpers import png, run_cli, serving
 
 
 @pytest.fixture(scope="module")

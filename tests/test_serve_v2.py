@@ -1,12 +1,11 @@
 """The Open Inference Protocol (KServe V2) over HTTP, through the real ``tritonclient[http]``
 against a real ``python -m serve`` with an API key, with binary tensor data on and off, and
-its bad tensors. One server per module.
+its bad tensors. One server per module (conftest.py's keyed_server).
 """
 from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import httpx
@@ -19,7 +18,7 @@ from tritonclient.utils import InferenceServerException
 
 import frossl_hub
 from frossl_hub.inference import BatchTransform
-from serve_helpers import API_KEY, b64, png, publish_tiny, reference, sample, serving
+from serve_helpers import API_KEY, b64, png, reference, sample
 
 pytestmark = pytest.mark.slow
 
@@ -29,26 +28,8 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_tiny(tmp_path_factory.mktemp("v2") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def model(model_dir: Path) -> torch.nn.Module:
-    return frossl_hub.load(model_dir)
-
-
-@pytest.fixture(scope="module")
-def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serving(["--model", f"tiny={model_dir}"],
-                 tmp_path_factory.mktemp("server") / "server.log",
-                 {"FROSSL_API_KEY": API_KEY, "FROSSL_SERVE_MAX_IMAGES": "4"}) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(server: str) -> Iterator[triton.InferenceServerClient]:
-    client = triton.InferenceServerClient(url=server.removeprefix("http://"))
+def client(keyed_server: str) -> Iterator[triton.InferenceServerClient]:
+    client = triton.InferenceServerClient(url=keyed_server.removeprefix("http://"))
     yield client
     client.close()
 
@@ -90,40 +71,40 @@ def test_model_metadata_lists_inputs_and_outputs(client: triton.InferenceServerC
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-def test_image_files_equal_v1_and_frossl_hub_embed(binary: bool, server: str,
+def test_image_files_equal_v1_and_frossl_hub_embed(binary: bool, keyed_server: str,
                                                    client: triton.InferenceServerClient,
-                                                   model: torch.nn.Module) -> None:
+                                                   tiny_model: torch.nn.Module) -> None:
     result = _infer(client, _image_input(BLOBS, binary), ["embedding"], binary)
     got = torch.from_numpy(result.as_numpy("embedding").copy())
     assert got.shape == (3, 512)
-    assert torch.equal(got, _v1_embeddings(server, BLOBS))
-    torch.testing.assert_close(got, reference(model, BLOBS), atol=1e-5, rtol=1e-5)
+    assert torch.equal(got, _v1_embeddings(keyed_server, BLOBS))
+    torch.testing.assert_close(got, reference(tiny_model, BLOBS), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_preprocessed_fp32_equals_frossl_hub_embed(binary: bool,
                                                    client: triton.InferenceServerClient,
-                                                   model: torch.nn.Module) -> None:
-    pixels = BatchTransform(model)([Image.open(io.BytesIO(b)) for b in BLOBS[:2]]).numpy()
+                                                   tiny_model: torch.nn.Module) -> None:
+    pixels = BatchTransform(tiny_model)([Image.open(io.BytesIO(b)) for b in BLOBS[:2]]).numpy()
     tensor = triton.InferInput("pixel_values", list(pixels.shape), "FP32")
     tensor.set_data_from_numpy(pixels, binary_data=binary)
     result = _infer(client, tensor, ["embedding"], binary)
     torch.testing.assert_close(torch.from_numpy(result.as_numpy("embedding").copy()),
-                               frossl_hub.embed(model, torch.from_numpy(pixels)),
+                               frossl_hub.embed(tiny_model, torch.from_numpy(pixels)),
                                atol=1e-5, rtol=1e-5)
 
 
 def test_logits_and_probabilities_match_the_linear_probe(
-        client: triton.InferenceServerClient, model: torch.nn.Module) -> None:
+        client: triton.InferenceServerClient, tiny_model: torch.nn.Module) -> None:
     result = _infer(client, _image_input(BLOBS[:1], True), ["probabilities", "logits"], True)
     logits = torch.from_numpy(result.as_numpy("logits").copy())
     assert logits.shape == (1, 10)
     torch.testing.assert_close(torch.from_numpy(result.as_numpy("probabilities").copy()),
                                logits.softmax(dim=1))
     assert result.as_numpy("embedding") is None  # only what was asked for
-    features = frossl_hub.embed(model, [Image.open(io.BytesIO(BLOBS[0]))])
+    features = frossl_hub.embed(tiny_model, [Image.open(io.BytesIO(BLOBS[0]))])
     with torch.inference_mode():
-        expected = model.get_classifier()(features)
+        expected = tiny_model.get_classifier()(features)
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -135,12 +116,12 @@ def test_no_outputs_requested_returns_embedding_and_logits(
     assert result.as_numpy("logits").shape == (2, 10)
 
 
-def test_infer_goes_through_the_micro_batcher(server: str,
+def test_infer_goes_through_the_micro_batcher(keyed_server: str,
                                               client: triton.InferenceServerClient) -> None:
-    before = sample(httpx.get(f"{server}/metrics", headers=dict(AUTH)).text, "frossl_images_processed_total",
+    before = sample(httpx.get(f"{keyed_server}/metrics", headers=dict(AUTH)).text, "frossl_images_processed_total",
                     model="tiny")
     _infer(client, _image_input(BLOBS, True), ["embedding"], True)
-    after = sample(httpx.get(f"{server}/metrics", headers=dict(AUTH)).text, "frossl_images_processed_total",
+    after = sample(httpx.get(f"{keyed_server}/metrics", headers=dict(AUTH)).text, "frossl_images_processed_total",
                    model="tiny")
     assert after - before == 3
 
@@ -150,8 +131,8 @@ def test_infer_needs_the_api_key(client: triton.InferenceServerClient) -> None:
         client.infer("tiny", [_image_input(BLOBS[:1], True)])
 
 
-def test_openapi_documents_the_v2_routes(server: str) -> None:
-    paths = httpx.get(f"{server}/openapi.json").json()["paths"]
+def test_openapi_documents_the_v2_routes(keyed_server: str) -> None:
+    paths = httpx.get(f"{keyed_server}/openapi.json").json()["paths"]
     assert {"/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{name}",
             "/v2/models/{name}/ready", "/v2/models/{name}/infer"} <= set(paths)
     infer = paths["/v2/models/{name}/infer"]["post"]
@@ -229,14 +210,14 @@ BAD = {  # case -> (request keywords, status, words the message must contain)
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
-def test_bad_tensor_gets_v2_error_body(case: str, server: str) -> None:
+def test_bad_tensor_gets_v2_error_body(case: str, keyed_server: str) -> None:
     kwargs, status, words = BAD[case]
-    response = httpx.post(f"{server}/v2/models/tiny/infer", timeout=60, **kwargs)
+    response = httpx.post(f"{keyed_server}/v2/models/tiny/infer", timeout=60, **kwargs)
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"} and isinstance(body["error"], str)
     assert words in body["error"], body
-    assert httpx.get(f"{server}/v2/health/ready").status_code == 200
+    assert httpx.get(f"{keyed_server}/v2/health/ready").status_code == 200
 
 
 def test_unknown_model_gets_v2_error_body(client: triton.InferenceServerClient) -> None:
@@ -246,13 +227,13 @@ def test_unknown_model_gets_v2_error_body(client: triton.InferenceServerClient) 
 
 
 def test_a_batch_of_images_and_preprocessed_rows_normalises_only_the_images(
-        model: torch.nn.Module) -> None:
+        tiny_model: torch.nn.Module) -> None:
     from serve.config import ModelSpec, Settings
     from serve.metrics import ServiceMetrics
     from serve.registry import ModelRegistry
 
     registry = ModelRegistry(Settings(models=(ModelSpec("tiny", "tiny"),)), ServiceMetrics(),
-                             {"tiny": model})
+                             {"tiny": tiny_model})
     registry.start()
     try:
         transform = registry.get("tiny").transform

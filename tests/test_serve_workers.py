@@ -24,12 +24,7 @@ from serve.config import ModelSpec, Settings, parse_settings
 from serve.registry import inference_threads_for, workers_for
 from serve.workers import (MAX_AUTO_WORKERS, READY_ENV, WorkerReadiness, auto_threads,
                            auto_workers)
-from serve_helpers import assert_error, b64, png, publish_tiny, sample, serving
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return publish_tiny(tmp_path_factory.mktemp("workers") / "tiny")
+from serve_helpers import assert_error, b64, png, sample, serving
 
 
 # ---------------------------------------------------------------------------------------------
