@@ -289,6 +289,21 @@ function firstFile(list) {
   return files.find((f) => f.type.startsWith("image/")) || files[0] || null;
 }
 
+// A drop zone hands the first image dropped on it to onFile (search.js uses it too).
+function wireDropZone(zone, onFile) {
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    event.stopPropagation();
+    zone.classList.remove("over");
+    onFile(firstFile(event.dataTransfer.files));
+  });
+}
+
 function wire() {
   $("file").addEventListener("change", (event) => classify(firstFile(event.target.files)));
   $("model").addEventListener("change", async (event) => {
@@ -301,17 +316,7 @@ function wire() {
     $("api-key").value = "";
     loadModels();
   });
-  const drop = $("drop");
-  drop.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    drop.classList.remove("over");
-    classify(firstFile(event.dataTransfer.files));
-  });
+  wireDropZone($("drop"), classify);
   // a file dropped elsewhere must not navigate away from the page
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());

@@ -90,18 +90,7 @@ async function searchImage(file) {
 
 function wireSearch() {
   $("search-file").addEventListener("change", (e) => searchImage(firstFile(e.target.files)));
-  const drop = $("search-drop");
-  drop.addEventListener("dragover", (event) => {
-    event.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (event) => {
-    event.preventDefault();
-    event.stopPropagation();
-    drop.classList.remove("over");
-    searchImage(firstFile(event.dataTransfer.files));
-  });
+  wireDropZone($("search-drop"), searchImage);
   $("key-form").addEventListener("submit", () => setTimeout(loadIndexes, 0));
 }
 
