@@ -8,9 +8,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Union
+from pathlib import PurePosixPath
+from typing import Any, Callable, Dict, Iterator, Mapping, Union
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_dir", "sha256_file"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_dir", "sha256_file",
+           "SUMS_NAME", "read_sums_file", "write_sums_file", "hash_files"]
+
+SUMS_NAME = "SHA256SUMS"  # `sha256sum -c` compatible; model folders and index generations
 
 PathLike = Union[str, Path]
 
@@ -95,3 +99,39 @@ def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# SHA256SUMS: the one reader and writer of the checksum lists of model folders and indexes
+
+
+def read_sums_file(path: PathLike) -> Dict[str, str]:
+    """Parse a SHA256SUMS file into {relative name: digest}; {} when absent.
+
+    Accepts both forms ``sha256sum`` writes: ``HASH  name`` (text mode) and ``HASH *name``
+    (``-b``, binary mode).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    sums = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, _, rest = line.strip().partition(" ")
+            sums[rest[1:] if rest[:1] in (" ", "*") else rest] = digest
+    return sums
+
+
+def write_sums_file(path: PathLike, sums: Mapping[str, str]) -> Path:
+    """Write {relative posix name: digest} as a SHA256SUMS file, sorted by path parts, atomically."""
+    names = sorted(sums, key=lambda name: PurePosixPath(name).parts)
+    text = "".join(f"{sums[name]}  {name}\n" for name in names)
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def hash_files(folder: PathLike, recursive: bool = True) -> Dict[str, str]:
+    """{relative posix name: sha256} of every file below ``folder`` but its SHA256SUMS."""
+    folder = Path(folder)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return {p.relative_to(folder).as_posix(): sha256_file(p)
+            for p in found if p.is_file() and p.name != SUMS_NAME}

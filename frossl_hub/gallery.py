@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Dict, Optional, Sequence, Tuple, Union
+from pathlib import Path
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from ._io import atomic_write, atomic_write_bytes, sha256_file
+from ._io import atomic_write_bytes, sha256_file, write_sums_file
 from .hub import GALLERY_NAME, SUMS_NAME, ChecksumError, _check_digest, read_sums
 
 __all__ = [
@@ -111,11 +111,6 @@ def gallery_bytes(gallery: Gallery) -> bytes:
                  "source_index": gallery.source_index}, metadata={_META_KEY: meta})
 
 
-def _sums_text(sums: Dict[str, str]) -> str:
-    names = sorted(sums, key=lambda name: PurePosixPath(name).parts)  # as save_pretrained
-    return "".join(f"{sums[name]}  {name}\n" for name in names)
-
-
 def save_gallery(gallery: Gallery, folder: Union[str, Path]) -> Path:
     """Write ``folder/gallery.safetensors`` and list it in ``folder/SHA256SUMS``, atomically
     each (the gallery first: a crash between them leaves a mismatch that reading reports)."""
@@ -123,9 +118,8 @@ def save_gallery(gallery: Gallery, folder: Union[str, Path]) -> Path:
     if not folder.is_dir():
         raise GalleryError(f"{folder} is not a folder; publish the model first.")
     path = atomic_write_bytes(folder / GALLERY_NAME, gallery_bytes(gallery))
-    sums = dict(read_sums(folder), **{GALLERY_NAME: sha256_file(path)})
-    text = _sums_text(sums)
-    atomic_write(folder / SUMS_NAME, lambda p: p.write_text(text, encoding="utf-8"))
+    # only the gallery's line changes: a model file changed since publishing stays reported
+    write_sums_file(folder / SUMS_NAME, dict(read_sums(folder), **{GALLERY_NAME: sha256_file(path)}))
     return path
 
 

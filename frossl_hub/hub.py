@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from ._io import atomic_dir, atomic_write, sha256_file
+from ._io import SUMS_NAME, atomic_dir, hash_files, read_sums_file, sha256_file, write_sums_file
 from .catalog import WEIGHTS_NAME, CatalogEntry, get_entry
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"  # timm's Hugging Face config
-SUMS_NAME = "SHA256SUMS"  # `sha256sum -c` compatible
 GALLERY_NAME = "gallery.safetensors"  # optional test images for neighbours (frossl_hub.gallery)
 CARD_NAME = "README.md"  # model card; a minimal one is written when none is given
 HUB_DIR_ENV = "FROSSL_HUB_DIR"  # folder of published models, one sub-folder per name
@@ -159,9 +158,7 @@ def save_pretrained(
 def write_sums(folder: Union[str, Path]) -> Path:
     """(Re)write ``folder``'s SHA256SUMS over every other file in it, atomically."""
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SUMS_NAME)
-    sums = "".join(f"{sha256_file(p)}  {p.relative_to(folder).as_posix()}\n" for p in files)
-    return atomic_write(folder / SUMS_NAME, lambda p: p.write_text(sums, encoding="utf-8"))
+    return write_sums_file(folder / SUMS_NAME, hash_files(folder))
 
 
 def push_to_hub(folder: Union[str, Path], repo_id: str, token: Optional[str] = None,
@@ -184,20 +181,8 @@ def push_to_hub(folder: Union[str, Path], repo_id: str, token: Optional[str] = N
 
 
 def read_sums(folder: Path) -> Dict[str, str]:
-    """Parse a folder's SHA256SUMS into {relative name: digest}; {} when absent.
-
-    Accepts both forms ``sha256sum`` writes: ``HASH  name`` (text mode) and ``HASH *name``
-    (``-b``, binary mode).
-    """
-    path = folder / SUMS_NAME
-    if not path.is_file():
-        return {}
-    sums = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            digest, _, rest = line.strip().partition(" ")
-            sums[rest[1:] if rest[:1] in (" ", "*") else rest] = digest
-    return sums
+    """A folder's SHA256SUMS as {relative name: digest}; {} when absent."""
+    return read_sums_file(Path(folder) / SUMS_NAME)
 
 
 def _check_digest(weights: Path, expected: str, what: str) -> None:

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .._io import _fsync_dir, atomic_write, atomic_write_json, sha256_file
+from .._io import (SUMS_NAME, _fsync_dir, atomic_write, atomic_write_json, hash_files,
+                   read_sums_file, sha256_file, write_sums_file)
 from .errors import IndexCorruptError
 
 __all__ = ["CURRENT", "EMBEDDINGS", "FAISS_FILE", "FORMAT", "MANIFEST", "Manifest", "PATHS",
@@ -37,7 +38,7 @@ PATHS = "paths.txt"
 STATS = "stats.npy"
 FAISS_FILE = "faiss.index"
 MANIFEST = "index.json"
-SUMS = "SHA256SUMS"
+SUMS = SUMS_NAME
 _PREFIX = "g"
 
 
@@ -99,23 +100,16 @@ def current_generation(index_dir: Path) -> Path:
 
 def write_sums(generation: Path) -> None:
     """SHA256SUMS of every other file of a generation."""
-    names = sorted(p.name for p in generation.iterdir() if p.is_file() and p.name != SUMS)
-    text = "".join(f"{sha256_file(generation / n)}  {n}\n" for n in names)
-    atomic_write(generation / SUMS, lambda p: p.write_text(text, encoding="utf-8"))
+    write_sums_file(generation / SUMS, hash_files(generation, recursive=False))
 
 
 def check_sums(generation: Path) -> None:
     """Raise IndexCorruptError unless every file matches SHA256SUMS and none is missing."""
     sums_path = generation / SUMS
-    try:
-        lines = sums_path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        raise IndexCorruptError(f"{sums_path} is missing; the index is incomplete. "
-                                "Rebuild it.") from None
-    listed = {}
-    for line in lines:
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
+    listed = read_sums_file(sums_path)
+    if not listed:
+        raise IndexCorruptError(f"{sums_path} is missing or empty; the index is incomplete. "
+                                "Rebuild it.")
     for name in (EMBEDDINGS, PATHS, STATS, FAISS_FILE, MANIFEST):
         if name not in listed:
             raise IndexCorruptError(f"{sums_path} does not list {name}; the index was edited "
