@@ -27,13 +27,15 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from PIL import Image, ImageOps
 
+from frossl_hub.embed_folder import IMAGE_SUFFIXES  # one list: what embed, index and train read
+
 from .base import ArrayDataset, DatasetError
 
-__all__ = ["FOLDER", "IMAGE_SUFFIXES", "DEFAULT_VAL_FRACTION", "held_out_note", "FolderScan", "scan_folder", "median_short_side",
+__all__ = ["FOLDER", "IMAGE_SUFFIXES", "DEFAULT_VAL_FRACTION", "held_out_note", "FolderScan", "scan_folder",
+           "class_dirs", "images_under", "median_short_side",
            "read_image", "decode_folder", "channel_stats", "LABEL_MODES"]
 
 FOLDER = "folder"  # the data-set name of your own images
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 LABEL_MODES = ("auto", "folders", "none")  # class folders: detect, require, ignore
 DEFAULT_VAL_FRACTION = 0.1  # held out per class of a labelled folder without DIR/val
 MAX_AUTO_SIZE = 224  # the default image size is the data's median short side, at most this
@@ -63,7 +65,7 @@ class FolderScan:
         return bool(self.classes)
 
 
-def _images_under(folder: Path) -> List[str]:
+def images_under(folder: Path) -> List[str]:
     """Image files below ``folder``, recursively, sorted; hidden files and caches skipped."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -73,7 +75,8 @@ def _images_under(folder: Path) -> List[str]:
     return found
 
 
-def _class_dirs(root: Path) -> List[Path]:
+def class_dirs(root: Path) -> List[Path]:
+    """The class folders directly under ``root``: visible, not a cache, sorted by name."""
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
                   and p.name not in _SKIP_DIRS)
 
@@ -84,14 +87,14 @@ def _scan_root(root: Path, labels: str, classes: Optional[List[str]] = None) -> 
         raise _error(root, "data folder does not exist")
     loose = [f for f in os.listdir(root) if Path(f).suffix.lower() in IMAGE_SUFFIXES
              and not f.startswith(".")]
-    per_class = {d.name: _images_under(d) for d in _class_dirs(root)} if labels != "none" else {}
+    per_class = {d.name: images_under(d) for d in class_dirs(root)} if labels != "none" else {}
     per_class = {name: files for name, files in per_class.items() if files}
     use_folders = labels == "folders" or (labels == "auto" and not loose and len(per_class) >= 2)
     if labels == "folders" and (loose or len(per_class) < 2):
         raise _error(root, f"--labels folders needs two or more class folders of images and no loose "
                            f"images; found {len(per_class)} class folder(s) and {len(loose)} loose image(s)")
     if not use_folders:
-        return [], [(path, -1) for path in _images_under(root)]
+        return [], [(path, -1) for path in images_under(root)]
     names = classes if classes is not None else sorted(per_class)
     unknown = sorted(set(per_class) - set(names))
     if unknown:

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from ..data.base import DatasetError
-from ..data.user_folder import _class_dirs, _images_under, Sample, scan_folder
+from ..data.user_folder import Sample, class_dirs, images_under, scan_folder
 
 __all__ = ["ALL", "REPEATS", "TransferError", "TransferData", "scan_labelled", "parse_shots",
            "check_shots", "shot_label", "shot_subset", "check_readable"]
@@ -54,13 +54,13 @@ def scan_labelled(root: Path, val_fraction: Optional[float], seed: int) -> Trans
     if not root.is_dir():
         raise DatasetError(f"{root}: the data folder does not exist")
     top = root / "train" if (root / "train").is_dir() else root
-    dirs = _class_dirs(top)
+    dirs = class_dirs(top)
     if len(dirs) < 2:
         found = f" ({', '.join(repr(d.name) for d in dirs)})" if dirs else ""
         raise DatasetError(f"{top}: a classifier needs two or more class folders of images; "
                            f"found {len(dirs)}{found}")
     for folder in dirs:
-        if not _images_under(folder):
+        if not images_under(folder):
             raise DatasetError(f"{folder}: the class folder {folder.name!r} holds no image file")
     scan = scan_folder(root, labels="folders", val_fraction=val_fraction, seed=seed)
     return TransferData(root, scan.classes, scan.train, scan.val, scan.held_out)
