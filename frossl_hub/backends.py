@@ -133,7 +133,7 @@ class OrtRunner(Runner):
         return features, logits
 
 
-# one runner per (model, backend, threads) while the model's tensors are unchanged
+# one runner per (model, threads, input size) while the model's tensors are unchanged
 _RUNNERS: "weakref.WeakKeyDictionary[torch.nn.Module, Dict[Any, Runner]]" = weakref.WeakKeyDictionary()
 
 
@@ -159,7 +159,8 @@ def make_runner(model: torch.nn.Module, backend: str = "auto", threads: Optional
     if name == "torch":
         return TorchRunner(model)
     runners = _RUNNERS.setdefault(model, {})
-    key = (threads, _tensor_versions(model))
+    input_size = tuple((getattr(model, "pretrained_cfg", None) or {}).get("input_size", ()))
+    key = (threads, input_size, _tensor_versions(model))  # another size is another graph
     if key not in runners:
         runners.clear()  # an older runner holds stale weights
         runners[key] = OrtRunner(model, threads)

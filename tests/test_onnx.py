@@ -170,6 +170,15 @@ def test_embed_gives_the_same_rows_on_both_backends(tiny_dir):
     torch.testing.assert_close(on_ort, on_torch, atol=ATOL, rtol=0)
 
 
+def test_the_runner_follows_a_change_of_input_size(tiny_dir):
+    model = frossl_hub.load(tiny_dir, num_classes=0)
+    make_runner(model, "onnxruntime")(torch.randn(1, 3, 32, 32))  # a runner of the 32 px graph
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (3, 40, 40)}
+    x = torch.randn(2, 3, 40, 40)
+    np.testing.assert_allclose(make_runner(model, "onnxruntime")(x)[0].numpy(), torch_outputs(model, x)[0],
+                               atol=ATOL)
+
+
 def test_the_runner_follows_in_place_weight_changes(tiny_dir):
     model = frossl_hub.load(tiny_dir, num_classes=0)
     x = torch.randn(2, 3, 32, 32)
