@@ -112,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="images per class and split (smoke runs)")
     parser.add_argument("--work-dir", type=Path, default=None, help="keeps the folders (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write every number here")
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
