@@ -7,8 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, Iterator, Mapping, Union
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_dir", "sha256_file",

@@ -35,8 +35,9 @@ def auto_workers(cores: int) -> int:
     fill the cores for many small requests (benchmarks/RESULTS.md 3c: 513 req/s with one
     worker, 1,044 with two, at 64 connections). The sweep of 3d (1/8/64 connections, 1/32
     images per request, 1x1, 1x2, 2x1 workers x threads) confirms it: best at 8 and 64
-    connections; a single client gives up about a quarter (one worker wins there). The cap keeps memory bounded on big machines
-    (every worker loads every model), where the leftover cores go to intra-op threads.
+    connections; a single client gives up about a quarter (one worker wins there). The cap
+    keeps memory bounded on big machines (every worker loads every model), where the
+    leftover cores go to intra-op threads.
     """
     return max(1, min(int(cores), MAX_AUTO_WORKERS))
 

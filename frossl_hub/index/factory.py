@@ -17,12 +17,10 @@ __all__ = ["CHUNK", "FLAT_MAX", "RERANKS", "TARGET_RECALL", "add_rows", "default
            "exact_topk", "is_ivf", "ivf_factory", "make_index", "recall_probe", "rerank_options",
            "sample_queries", "train_index", "tune"]
 
-# Up to this many vectors: exact search. It reads n x 2 KiB per query (20,000: 40 MB, a few
-# ms), needs no training, and IVF lists of so few vectors train poorly (FAISS asks for 39 a
-# list). benchmarks/index_search.py --crossover times Flat against IVF for growing n: a smoke
-# run on the busy 2-core dev machine had IVF faster from 10,000 on (to be confirmed idle).
-# Exact search up to here: 2.3 ms a query at 10k vectors on the 2-core machine, and IVF is
-# faster from somewhere between 3k and 10k (benchmarks/RESULTS.md 6a, crossover)
+# Up to this many vectors: exact search. It reads n x 2 KiB per query (10,000: 20 MB, 2.3 ms
+# on the idle 2-core machine), needs no training, and IVF lists of so few vectors train poorly
+# (FAISS asks for 39 a list). benchmarks/index_search.py --crossover has IVF faster from
+# somewhere between 3,000 and 10,000 vectors (benchmarks/RESULTS.md 6a).
 FLAT_MAX = 10_000
 # candidates per requested hit re-scored exactly (tuned at build); 64 is what clustered 1M
 # synthetic vectors need for recall@10 0.95 (16 gave 0.62 whatever nprobe: RESULTS.md 6a)
