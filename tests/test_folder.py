@@ -28,7 +28,7 @@ from train.init_from import chain_history, chain_totals
 REPO = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 CIFAR10_ARCHIVE = REPO.parent / "shared" / "datasets" / "cifar-10-jpeg.tar.xz"
-PARENT = "frossl-resnet18-cifar10"  # bundled: standard stem, RGB
+PARENT = "frossl-resnet18-cifar10"  # bundled, RGB
 FAST = ["--batch-size", "8", "--projector-dims", "32", "32", "--knn-train-limit", "32",
         "--eval-test-limit", "32", "--no-progress", "--threads", "1"]
 CLASSES = {0: "tshirt", 1: "trouser", 8: "bag"}
@@ -184,12 +184,12 @@ def test_a_chained_run_lists_every_run_of_its_chain_in_metrics_and_card(unlabell
     parent = frossl_hub.resolve(PARENT).folder
     history = chain_history(json.loads((parent / "config.json").read_text())["frossl"])
     published = json.loads((unlabelled / "published" / "metrics.json").read_text())["published"]
-    own = {"architecture": "frossl_resnet18", "epochs": published["epochs"],
-           "train_minutes": published["train_minutes"]}
+    arch = frossl_hub.CATALOG[PARENT].architecture  # a warm start keeps the parent's stem
+    own = {"architecture": arch, "epochs": published["epochs"], "train_minutes": published["train_minutes"]}
     assert published["runs"] == history + [own]
     card = (unlabelled / "published" / "README.md").read_text()
     assert f"The whole chain: {len(history) + 1} runs" in card
-    assert f"| {len(history) + 1} | `frossl_resnet18` (" in card
+    assert f"| {len(history) + 1} | `{arch}` (" in card
 
 
 def test_an_unlabelled_run_says_what_was_not_measured(unlabelled):

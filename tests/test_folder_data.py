@@ -206,11 +206,11 @@ def test_init_from_may_drop_the_max_pool_of_the_parents_stem():
     from frossl_hub.models import create_backbone
     from train.init_from import load_parent, parent_architecture, resolve_parent
 
-    parent = resolve_parent("frossl-resnet18-cifar10")
+    parent = resolve_parent("frossl-resnet18-tiny-imagenet")  # bundled with the standard stem
     arch = parent_architecture(parent, "frossl_resnet18_nopool")
     backbone = create_backbone(arch)
     load_parent(backbone, parent)
-    source = frossl_hub.load("frossl-resnet18-cifar10", num_classes=0).state_dict()
+    source = frossl_hub.load("frossl-resnet18-tiny-imagenet", num_classes=0).state_dict()
     assert arch == "frossl_resnet18_nopool" and isinstance(backbone.maxpool, torch.nn.Identity)
     assert all(torch.equal(backbone.state_dict()[k], v) for k, v in source.items())
 
