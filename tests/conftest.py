@@ -23,7 +23,6 @@ def session_onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         os.environ["FROSSL_HUB_CACHE"] = before
 
 
-
 # One tiny published CIFAR-10 model (random weights) for the whole session, and a real
 # `python -m serve` of it with an API key per test module (the OpenAI and V2 protocol tests).
 
